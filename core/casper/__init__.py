@@ -1,0 +1,1 @@
+"""Casper: an XMPP server on Trio with pluggable, measurable invisibility."""

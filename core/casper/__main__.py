@@ -1,0 +1,5 @@
+"""Allow ``python -m casper``."""
+
+from casper.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,285 @@
+"""Server configuration: a frozen, validated :class:`Config` and its TOML loader.
+
+A ``Config`` is valid by construction: ``__post_init__`` checks every value against the option
+table below (Prosody's ``get_option_number(min, max)`` idea), whether it came from a file, the
+command line or a test. The TOML layout (see ``examples/casper.toml``)::
+
+    [server]  domain host port tls_port data_dir
+    [tls]     cert_file key_file require_starttls
+    [auth]    scram_iterations allow_plain
+    [limits]  max_stanza_size max_depth outbox_size negotiation_timeout idle_timeout
+    [plugins] default enable disable
+    [log]     level
+    [plugin.NAME]  settings read by plugin NAME through ``Config.plugin_config(NAME)``
+
+``tls_port`` and ``idle_timeout`` are switched off with ``false`` (TOML has no null). Relative
+paths (``data_dir``, ``cert_file``, ``key_file``) are relative to the current directory of the
+server process, not to the config file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from casper.jid import JID, InvalidJID
+
+BASELINE_PLUGINS = ("disco", "version", "time", "ping", "last-activity", "offline")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message is one line meant for users."""
+
+
+@dataclass(frozen=True)
+class _Option:
+    """How one ``Config`` field appears in TOML and which values it accepts."""
+
+    field: str
+    section: str
+    key: str
+    kind: type
+    low: float | None = None  # inclusive unless low_open
+    high: float | None = None  # inclusive
+    low_open: bool = False
+    choices: tuple[str, ...] = ()
+    nullable: bool = False  # ``false`` in TOML means None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+_OPTIONS = (
+    _Option("domain", "server", "domain", str),
+    _Option("host", "server", "host", str),
+    _Option("port", "server", "port", int, 0, 65535),
+    _Option("tls_port", "server", "tls_port", int, 0, 65535, nullable=True),
+    _Option("data_dir", "server", "data_dir", Path),
+    _Option("cert_file", "tls", "cert_file", Path, nullable=True),
+    _Option("key_file", "tls", "key_file", Path, nullable=True),
+    _Option("require_starttls", "tls", "require_starttls", bool),
+    _Option("scram_iterations", "auth", "scram_iterations", int, 4096, 1_000_000),
+    _Option("allow_plain", "auth", "allow_plain", bool),
+    _Option("max_stanza_size", "limits", "max_stanza_size", int, 1024, 16 * 1024 * 1024),
+    _Option("max_depth", "limits", "max_depth", int, 4, 256),
+    _Option("outbox_size", "limits", "outbox_size", int, 16, 1_000_000),
+    _Option("negotiation_timeout", "limits", "negotiation_timeout", float, 0, 3600, True),
+    _Option("idle_timeout", "limits", "idle_timeout", float, 0, 7 * 86400, True, nullable=True),
+    _Option("default_plugins", "plugins", "default", bool),
+    _Option("plugins", "plugins", "enable", tuple),
+    _Option("disabled_plugins", "plugins", "disable", tuple),
+    _Option("log_level", "log", "level", str, choices=LOG_LEVELS),
+)
+_BY_FIELD = {opt.field: opt for opt in _OPTIONS}
+_SECTIONS = {opt.section for opt in _OPTIONS} | {"plugin"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the server needs to know before it starts; immutable and always valid.
+
+    :raises ConfigError: from the constructor if a value has the wrong type or is out of range.
+    """
+
+    domain: str = "localhost"
+    host: str = "127.0.0.1"
+    port: int = 5222  # 0 = any free port
+    tls_port: int | None = 5223  # direct TLS (XEP-0368); None disables
+    data_dir: Path = Path("casper-data")
+    cert_file: Path | None = None  # None (with key_file) = self-signed under data_dir/tls
+    key_file: Path | None = None
+    require_starttls: bool = True
+    allow_plain: bool = True  # PLAIN is never offered without TLS anyway
+    scram_iterations: int = 4096
+    default_plugins: bool = True
+    plugins: tuple[str, ...] = ()  # enabled in addition to the baseline
+    disabled_plugins: tuple[str, ...] = ()
+    max_stanza_size: int = 262144
+    max_depth: int = 32
+    outbox_size: int = 1024
+    negotiation_timeout: float = 30.0
+    idle_timeout: float | None = None
+    log_level: str = "info"
+    plugin_settings: Mapping[str, Mapping[str, object]] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        for opt in _OPTIONS:
+            _check_value(opt, getattr(self, opt.field))
+        object.__setattr__(self, "domain", _normalise_domain(self.domain))
+        object.__setattr__(self, "log_level", self.log_level.lower())
+        object.__setattr__(self, "plugin_settings", _freeze_plugin_settings(self.plugin_settings))
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("tls.cert_file and tls.key_file must be set together")
+        if self.tls_port is not None and self.tls_port == self.port != 0:
+            raise ConfigError(f"server.tls_port and server.port are both {self.port}")
+
+    @property
+    def enabled_plugins(self) -> tuple[str, ...]:
+        """Baseline (unless switched off) plus ``plugins``, minus ``disabled_plugins``, in order."""
+        wanted = (BASELINE_PLUGINS if self.default_plugins else ()) + self.plugins
+        disabled = set(self.disabled_plugins)
+        return tuple(dict.fromkeys(name for name in wanted if name not in disabled))
+
+    def plugin_config(self, name: str) -> Mapping[str, object]:
+        """Return the ``[plugin.NAME]`` table (read-only; empty if absent)."""
+        return self.plugin_settings.get(name, _EMPTY)
+
+
+def _describe_range(opt: _Option) -> str:
+    low = f"> {opt.low:g}" if opt.low_open else f">= {opt.low:g}"
+    return f"{low} and <= {opt.high:g}"
+
+
+_KIND_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    Path: "a path",
+}
+
+
+def _has_kind(kind: type, value: object) -> bool:
+    """Return whether ``value`` fits ``kind``; bools are not numbers, ints are floats."""
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
+def _check_value(opt: _Option, value: object) -> None:
+    """Raise ConfigError if ``value`` is not acceptable for ``opt``."""
+    if value is None and opt.nullable:
+        return
+    if opt.kind is tuple:
+        if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{opt.name} must be a list of plugin names, got {value!r}")
+        return
+    if not _has_kind(opt.kind, value):
+        raise ConfigError(f"{opt.name} must be {_KIND_NAMES[opt.kind]}, got {value!r}")
+    if opt.low is not None and opt.high is not None:
+        number = float(value)  # type: ignore[arg-type]
+        too_low = number <= opt.low if opt.low_open else number < opt.low
+        if too_low or number > opt.high:
+            raise ConfigError(f"{opt.name} = {value!r} is out of range ({_describe_range(opt)})")
+    if opt.choices and str(value).lower() not in opt.choices:
+        raise ConfigError(f"{opt.name} must be one of {', '.join(opt.choices)}, got {value!r}")
+    if opt.kind is str and not value:
+        raise ConfigError(f"{opt.name} must not be empty")
+
+
+def _normalise_domain(domain: str) -> str:
+    """Return the canonical form of ``domain`` or raise ConfigError (RFC 7622 domainpart)."""
+    try:
+        jid = JID.parse(domain)
+    except InvalidJID as exc:
+        raise ConfigError(f"server.domain {domain!r} is not a valid domain: {exc}") from None
+    if jid.local is not None or jid.resource is not None:
+        raise ConfigError(f"server.domain {domain!r} must be a bare domain, without '@' or '/'")
+    return jid.domain
+
+
+def _freeze(value: object) -> object:
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _freeze_plugin_settings(settings: object) -> Mapping[str, Mapping[str, object]]:
+    if not isinstance(settings, Mapping):
+        raise ConfigError(f"plugin settings must be tables, got {settings!r}")
+    for name, table in settings.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"plugin.{name} must be a table, got {table!r}")
+    return _freeze(settings)  # type: ignore[return-value]
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def _convert(opt: _Option, raw: object) -> object:
+    """Turn a TOML value into the field's Python type; leave wrong types for _check_value."""
+    if opt.nullable and raw is False:
+        return None
+    if opt.kind is Path and isinstance(raw, str) and raw:
+        return Path(raw)
+    if opt.kind is tuple and isinstance(raw, list):
+        return tuple(raw)
+    if opt.kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    return raw
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not valid UTF-8") from None
+
+
+def _values_from_toml(document: Mapping[str, Any]) -> dict[str, object]:
+    """Map a parsed TOML document onto ``Config`` field values, rejecting unknown names."""
+    keys = {(opt.section, opt.key): opt for opt in _OPTIONS}
+    values: dict[str, object] = {}
+    for section, table in document.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section [{section}]")
+        if not isinstance(table, dict):
+            raise ConfigError(f"config section [{section}] must be a table")
+        if section == "plugin":
+            values["plugin_settings"] = table
+            continue
+        for key, raw in table.items():
+            opt = keys.get((section, key))
+            if opt is None:
+                raise ConfigError(f"unknown config key {section}.{key}")
+            values[opt.field] = _convert(opt, raw)
+    return values
+
+
+def _apply_overrides(values: dict[str, object], overrides: Mapping[str, object]) -> None:
+    """Let command-line values win; ``plugins`` adds to the file's list, ``None`` is ignored."""
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        opt = _BY_FIELD.get(name)
+        if opt is None:
+            raise ConfigError(f"unknown override {name!r}")
+        value = _convert(opt, list(value) if isinstance(value, list | tuple) else value)
+        if name == "plugins":
+            base = values.get("plugins", ())
+            _check_value(opt, base)
+            _check_value(opt, value)
+            value = base + value  # type: ignore[operator]
+        values[name] = value
+
+
+def load_config(path: Path | None, overrides: Mapping[str, object]) -> Config:
+    """Read ``path`` (TOML; ``None`` for defaults only) and apply ``overrides`` on top.
+
+    :param path: the config file, or ``None``.
+    :param overrides: ``Config`` field names to values, from command-line flags. They replace
+        the file's values, except ``plugins``, which is added to the file's list. ``None``
+        values are ignored (flag not given). ``data_dir`` may be a ``str`` or a ``Path``.
+    :raises ConfigError: naming the offending key, for any unusable input.
+    """
+    values = _values_from_toml(_read_toml(path)) if path is not None else {}
+    _apply_overrides(values, overrides)
+    return Config(**values)  # type: ignore[arg-type]

@@ -1,0 +1,82 @@
+"""What happens to each stanza a bound client sends (RFC 6120 §8.1, RFC 6121 §8).
+
+Stamp ``from``, let plugins take over or filter it, then hand it to presence processing,
+the router or the server's own IQ answers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING
+from xml.etree.ElementTree import Element
+
+from .errors import StanzaError, StreamError
+from .plugins import call_safely
+from .stanza import IQ, MESSAGE, PRESENCE, Stanza
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .session import Session
+
+_STANZA_TAGS = (MESSAGE, PRESENCE, IQ)
+
+
+async def handle_client_element(server: Server, session: Session, element: Element) -> None:
+    """Process one top-level element from a bound session."""
+    if element.tag not in _STANZA_TAGS:
+        session.close(StreamError("unsupported-stanza-type", element.tag))
+        return
+    try:
+        stanza = Stanza.from_element(element)
+    except StanzaError as exc:
+        await _answer_malformed(server, session, element, exc)
+        return
+    if stanza.from_ is not None and stanza.from_ not in (session.jid, session.account):
+        session.close(StreamError("invalid-from", "from must be the session's own address"))
+        return
+    stanza = stanza.readdressed(from_=session.jid)
+    try:
+        await _process(server, session, stanza)
+    except StanzaError as exc:
+        await server.router.bounce(stanza, exc)
+
+
+async def _process(server: Server, session: Session, stanza: Stanza) -> None:
+    handled = call_safely(server.pm, "casper_handle_outgoing", None, stanza=stanza, session=session)
+    if handled:
+        if callable(handled):
+            result = handled()
+            if inspect.isawaitable(result):
+                await result
+        return
+    verdict = server.pm.hook.casper_filter_outgoing(stanza=stanza, session=session)
+    if verdict is not None:
+        await server.router.apply(verdict, stanza)
+        return
+    if stanza.kind == "presence":
+        await server.presence.outbound(stanza, session)
+    elif stanza.kind == "message":
+        await server.router.route(stanza if stanza.to else stanza.readdressed(to=session.account))
+    else:
+        await _iq(server, session, stanza)
+
+
+async def _iq(server: Server, session: Session, stanza: Stanza) -> None:
+    if stanza.type not in ("get", "set", "result", "error"):
+        raise StanzaError("bad-request", "iq type must be get, set, result or error")
+    if stanza.type in ("get", "set") and (stanza.id is None or len(stanza.element) != 1):
+        raise StanzaError("bad-request", "an iq get or set has an id and exactly one child")
+    if stanza.to is None or stanza.to == session.account:
+        await server.router.answer_iq(stanza, "account", session.account, session)
+    else:
+        await server.router.route(stanza)
+
+
+async def _answer_malformed(server: Server, session: Session, element: Element,
+                            exc: StanzaError) -> None:  # fmt: skip
+    """A stanza whose addresses don't parse: answer it as coming from the server."""
+    if element.get("type") == "error":
+        return
+    bare = Element(element.tag, {k: v for k, v in element.attrib.items() if k not in ("to", "from")})
+    stanza = Stanza(bare, None, session.jid)
+    session.deliver_nowait(stanza.error_reply(exc).readdressed(to=session.jid))

@@ -1,0 +1,276 @@
+"""Presence per RFC 6121 §4: broadcast, probes, directed presence, unavailable on logoff.
+
+Every place that could reveal a session asks the visibility decision
+(:mod:`casper.visibility`); unavailable goes only to those who saw the session available
+(``Session.seen_by``), so nobody learns of a login they never saw. Subscriptions are in
+:mod:`casper.subscriptions`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+from xml.etree.ElementTree import Element
+
+from .errors import StanzaError
+from .jid import JID
+from .stanza import CLIENT_NS, Stanza, delay_element, make_stanza, qname
+from .subscriptions import SUBSCRIPTION_TYPES, Subscriptions
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .session import Session
+
+log = logging.getLogger("casper.presence")
+AVAILABILITY = (None, "unavailable")
+
+
+def parse_priority(stanza: Stanza) -> int:
+    """The ``<priority/>`` of an available presence (RFC 6121 §4.7.2.3), default 0."""
+    text = stanza.text_of("priority")
+    if text is None:
+        return 0
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise StanzaError("bad-request", "priority must be an integer") from None
+    if not -128 <= value <= 127:
+        raise StanzaError("bad-request", "priority must be in -128..127")
+    return value
+
+
+class PresenceService:
+    """Presence processing for one server."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self.subscriptions = Subscriptions(server, self)
+
+    # ------------------------------------------------------------ from a client
+
+    async def outbound(self, stanza: Stanza, session: Session) -> None:
+        """Process a presence stanza a local session sent (``from`` stamped)."""
+        kind = stanza.type
+        if kind in AVAILABILITY:
+            if stanza.to is None:
+                await self._broadcast(stanza, session)
+            else:
+                await self._directed(stanza, session)
+        elif kind in SUBSCRIPTION_TYPES:
+            await self.subscriptions.outbound(stanza, session)
+        elif kind == "probe" and stanza.to is not None:
+            await self.probe(stanza.readdressed(from_=session.account), reply_to=session)
+        elif kind == "error" and stanza.to is not None:
+            await self._server.router.route(stanza)
+        else:
+            raise StanzaError("bad-request", f"unknown presence type {kind!r}")
+
+    async def _broadcast(self, stanza: Stanza, session: Session) -> None:
+        if stanza.type == "unavailable":
+            await self.go_unavailable(session, stanza)
+            return
+        session.priority = parse_priority(stanza)
+        initial = not session.available
+        session.available = True
+        session.presence = stanza.readdressed(to=None)
+        if not self._server.visibility.hidden_from_world(session):
+            session.shown_publicly = True
+        await self.publish(session)
+        if initial:
+            await self._initial(session)
+
+    async def _initial(self, session: Session) -> None:
+        """Probes, pending subscription requests and offline delivery (RFC 6121 §4.2)."""
+        roster = await self._server.rosters.get(session.account)
+        for contact, item in roster.items():
+            contact_jid = JID.parse(contact)
+            if item.subscription in ("to", "both") and contact_jid.domain == self._server.domain:
+                await self._answer_local_probe(contact_jid, session.account, session)
+        for other in self._server.router.sessions_of(session.account):
+            if other is not session and other.available and other.presence is not None:
+                self._server.router.deliver(other.presence.readdressed(to=session.jid), session)
+        if not session.initial_presence_sent:
+            session.initial_presence_sent = True
+            await self.subscriptions.deliver_pending(session)
+            await self._server.session_available(session)
+
+    # ------------------------------------------------------------ publishing
+
+    async def publish(self, session: Session) -> None:
+        """(Re)send the session's current presence to everyone who may see it.
+
+        Also takes it away (unavailable) from those who saw it but no longer may. Call
+        after any change of presence or of visibility; plugins call it when their
+        strategy's answer changes.
+        """
+        for observer in await self._observers(session):
+            if self._may_see(session, observer):
+                self._send_available(session, observer)
+            elif observer in session.seen_by:
+                self._send_unavailable(session, observer, None)
+        self._reflect(session, session.presence)
+
+    async def reconcile(self, session: Session) -> None:
+        """Bring ``seen_by`` in line with the visibility decision, sending only changes."""
+        for observer in await self._observers(session):
+            visible = self._may_see(session, observer)
+            if visible and observer not in session.seen_by:
+                self._send_available(session, observer)
+            elif not visible and observer in session.seen_by:
+                self._send_unavailable(session, observer, None)
+
+    async def _observers(self, session: Session) -> list[JID]:
+        roster = await self._server.rosters.get(session.account)
+        subscribers = [JID.parse(c) for c, i in roster.items() if i.subscription in ("from", "both")]
+        extra = (session.seen_by | session.directed_to) - set(subscribers)
+        return subscribers + sorted(extra, key=str)
+
+    def _may_see(self, session: Session, observer: JID) -> bool:
+        if observer in session.directed_to:
+            return not self._server.visibility.hidden(session, observer)
+        return session.available and self._server.visibility.visible(session, observer)
+
+    def _send_available(self, session: Session, observer: JID) -> None:
+        presence = session.presence or make_stanza("presence", from_=session.jid)
+        if self.deliver_presence(presence.readdressed(to=observer)):
+            session.seen_by.add(observer)
+
+    def _send_unavailable(self, session: Session, observer: JID, status: Stanza | None) -> None:
+        session.seen_by.discard(observer)
+        self.deliver_presence(_unavailable(session.jid, observer, status))
+
+    def _reflect(self, session: Session, presence: Stanza | None) -> None:
+        """Send a session's presence to its account's available resources and itself."""
+        stanza = presence or _unavailable(session.jid, None, None)
+        for other in self._server.router.sessions_of(session.account):
+            if other is session or other.available:
+                self._server.router.deliver(stanza.readdressed(to=other.jid), other)
+
+    def deliver_presence(self, stanza: Stanza) -> bool:
+        """Deliver availability presence to a local JID; return whether anyone got it.
+
+        Bare JID: every available resource; full JID: that resource if connected.
+        Remote JIDs are not reachable yet (no federation) and count as not delivered.
+        """
+        to = stanza.to
+        assert to is not None
+        router = self._server.router
+        if to.domain != self._server.domain or to.local is None:
+            return self._server.deliver_to_component(stanza)
+        if to.resource is not None:
+            target = router.session_for(to)
+            targets = [target] if target is not None else []
+        else:
+            targets = [s for s in router.sessions_of(to) if s.available]
+        delivered = [router.deliver(stanza, t) is None for t in targets]
+        return any(delivered)
+
+    # ------------------------------------------------------------ unavailable
+
+    async def go_unavailable(self, session: Session, stanza: Stanza | None = None) -> None:
+        """The session goes offline to everyone who saw it, but stays connected."""
+        was_shown = session.available or bool(session.seen_by)
+        for observer in list(session.seen_by):
+            self._send_unavailable(session, observer, stanza)
+        session.available = False
+        session.presence = None
+        session.directed_to.clear()
+        self._reflect(session, _unavailable(session.jid, None, stanza))
+        if was_shown and getattr(session, "shown_publicly", False):
+            status = stanza.text_of("status") if stanza is not None else None
+            await self._server.record_public_logoff(session, status)
+        session.shown_publicly = False
+
+    # ------------------------------------------------------------ directed
+
+    async def _directed(self, stanza: Stanza, session: Session) -> None:
+        to = stanza.to
+        assert to is not None
+        if to.bare == session.account:
+            self.deliver_presence(stanza)
+            return
+        if stanza.type == "unavailable":
+            session.directed_to.discard(to)
+            session.seen_by.discard(to)
+            self.deliver_presence(stanza)
+            return
+        session.directed_to.add(to)
+        if self.deliver_presence(stanza):
+            session.seen_by.add(to)
+
+    # ------------------------------------------------------------ probes
+
+    async def probe(self, stanza: Stanza, reply_to: Session | None = None) -> None:
+        """Answer a presence probe for a local account (RFC 6121 §4.3.2)."""
+        to, prober = stanza.to, stanza.from_
+        assert to is not None and prober is not None
+        if to.domain != self._server.domain or to.local is None:
+            return
+        if reply_to is not None:
+            await self._answer_local_probe(to.bare, prober.bare, reply_to)
+            return
+        await self._answer_probe(to.bare, prober)
+
+    async def _answer_local_probe(self, contact: JID, account: JID, session: Session) -> None:
+        """A local session asks for a contact's presence: answer straight to it."""
+        for stanza in await self.probe_answer(contact, account):
+            self._server.router.deliver(stanza.readdressed(to=session.jid), session)
+        for s in self._server.visibility.visible_sessions(contact, account):
+            s.seen_by.add(account)
+
+    async def _answer_probe(self, account: JID, prober: JID) -> None:
+        for stanza in await self.probe_answer(account, prober):
+            self.deliver_presence(stanza.readdressed(to=prober))
+        for s in self._server.visibility.visible_sessions(account, prober):
+            s.seen_by.add(prober.bare)
+
+    async def probe_answer(self, account: JID, prober: JID) -> list[Stanza]:
+        """What ``prober`` learns of ``account``'s presence; offline-equivalent if hidden."""
+        if not await self._server.account_exists(account):
+            return [make_stanza("presence", from_=account, type="unsubscribed")]
+        roster = await self._server.rosters.get(account)
+        item = roster.get(str(prober.bare))
+        if item is None or item.subscription not in ("from", "both"):
+            return [make_stanza("presence", from_=account, type="unsubscribed")]
+        sessions = self._server.visibility.visible_sessions(account, prober.bare)
+        if sessions:
+            return [s.presence or make_stanza("presence", from_=s.jid) for s in sessions]
+        return [await self.offline_presence(account)]
+
+    async def offline_presence(self, account: JID) -> Stanza:
+        """The unavailable presence an offline account shows, stamped with its last logoff."""
+        children: list[Element] = []
+        last = await self._server.last_public_activity(account)
+        if last is not None and last[0] > 0:
+            stamp, status = last
+            if status:
+                status_el = Element(qname(CLIENT_NS, "status"))
+                status_el.text = status
+                children.append(status_el)
+            children.append(delay_element(stamp, account))
+        return make_stanza("presence", from_=account, type="unavailable", children=children)
+
+    # ------------------------------------------------------------ to a local account
+
+    async def route_inbound(self, stanza: Stanza) -> None:
+        """Process presence addressed to a local JID by another entity."""
+        kind = stanza.type
+        to = stanza.to
+        assert to is not None
+        if kind in SUBSCRIPTION_TYPES:
+            await self.subscriptions.inbound(stanza)
+        elif kind == "probe":
+            await self.probe(stanza)
+        elif kind in AVAILABILITY or kind == "error":
+            self.deliver_presence(stanza)
+
+    # ------------------------------------------------------------ session end
+
+    async def session_ended(self, session: Session) -> None:
+        """Logoff: unavailable to exactly those who saw the session (no ghosts)."""
+        await self.go_unavailable(session, None)
+
+
+def _unavailable(from_: JID, to: JID | None, like: Stanza | None) -> Stanza:
+    children = [] if like is None else [c for c in like.element if c.tag == qname(CLIENT_NS, "status")]
+    return make_stanza("presence", from_=from_, to=to, type="unavailable", children=children)

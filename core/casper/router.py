@@ -1,0 +1,216 @@
+"""Routing of stanzas to local sessions, by RFC 6121 §8 rules.
+
+The router maps JIDs to sessions, runs the incoming filters, and delivers with
+``deliver_nowait`` — it never awaits a recipient. Presence has its own module
+(:mod:`casper.presence`); messages and IQs are routed here. Whatever cannot or may not be
+delivered takes the one offline-equivalent path (:meth:`Router.as_offline`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .errors import StanzaError, StreamError
+from .iq import IqRequest
+from .jid import JID
+from .plugins import culprit
+from .stanza import Stanza
+from .verdicts import Bounce, Drop, OfflineEquivalent, Verdict
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .session import Session
+
+log = logging.getLogger("casper.router")
+
+
+class Router:
+    """JID → session map plus message and IQ routing."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._accounts: dict[JID, dict[str, Session]] = {}
+
+    # ------------------------------------------------------------------ registry
+
+    def sessions_of(self, account: JID) -> list[Session]:
+        return list(self._accounts.get(account, {}).values())
+
+    def session_for(self, full: JID) -> Session | None:
+        assert full.resource is not None
+        return self._accounts.get(full.bare, {}).get(full.resource)
+
+    def all_sessions(self) -> list[Session]:
+        return [s for sessions in self._accounts.values() for s in sessions.values()]
+
+    def resource_in_use(self, full: JID) -> bool:
+        return self.session_for(full) is not None
+
+    def bind(self, session: Session) -> None:
+        """Register ``session``; an older session on the same full JID is replaced."""
+        assert session.jid.resource is not None
+        resources = self._accounts.setdefault(session.account, {})
+        old = resources.get(session.jid.resource)
+        if old is not None:
+            old.close(StreamError("conflict", "replaced by a new connection"))
+        resources[session.jid.resource] = session
+
+    def unbind(self, session: Session) -> None:
+        assert session.jid.resource is not None
+        resources = self._accounts.get(session.account, {})
+        if resources.get(session.jid.resource) is session:
+            del resources[session.jid.resource]
+            if not resources:
+                del self._accounts[session.account]
+
+    # ------------------------------------------------------------------ delivery
+
+    def filter_incoming(self, stanza: Stanza, account: JID, session: Session | None) -> Verdict | None:
+        return self._server.pm.hook.casper_filter_incoming(
+            stanza=stanza, recipient=account, session=session
+        )
+
+    def deliver(self, stanza: Stanza, session: Session) -> Verdict | None:
+        """Deliver to one session unless a filter objects; return the objection."""
+        verdict = self.filter_incoming(stanza, session.account, session)
+        if verdict is None:
+            session.deliver_nowait(stanza)
+        return verdict
+
+    async def bounce(self, stanza: Stanza, error: StanzaError | Bounce) -> None:
+        """Answer ``stanza``'s sender with an error; errors are never answered."""
+        if stanza.type == "error" or stanza.from_ is None:
+            return
+        reply = stanza.error_reply(error)
+        if reply.from_ is None:
+            reply = reply.readdressed(from_=JID.make(None, self._server.domain))
+        await self.route(reply)
+
+    async def apply(self, verdict: Verdict, stanza: Stanza) -> None:
+        """Carry out a Drop or Bounce verdict on ``stanza``."""
+        if isinstance(verdict, Bounce):
+            await self.bounce(stanza, verdict)
+
+    # ------------------------------------------------------------------ routing
+
+    async def route(self, stanza: Stanza) -> None:
+        """Route an addressed, stamped message or IQ (presence: :mod:`casper.presence`)."""
+        if stanza.kind == "presence":
+            await self._server.presence.route_inbound(stanza)
+            return
+        to = stanza.to
+        assert to is not None
+        if to.domain != self._server.domain:
+            await self.bounce(stanza, StanzaError("remote-server-not-found"))
+        elif to.local is None:
+            await self._to_server(stanza, to)
+        elif not await self._server.account_exists(to.bare):
+            await self.bounce(stanza, StanzaError("service-unavailable"))
+        elif to.resource is not None:
+            await self._to_full(stanza, to)
+        elif stanza.kind == "iq":
+            await self.answer_iq(stanza, "account", to.bare)
+        else:
+            await self._message_to_bare(stanza, to)
+
+    async def _to_server(self, stanza: Stanza, to: JID) -> None:
+        if to.resource is not None:
+            await self.bounce(stanza, StanzaError("service-unavailable"))
+        elif stanza.kind == "iq":
+            await self.answer_iq(stanza, "server", to)
+        # messages to the bare domain have no handler in the core: dropped silently
+
+    async def _to_full(self, stanza: Stanza, to: JID) -> None:
+        session = self.session_for(to)
+        if session is not None:
+            verdict = self.deliver(stanza, session)
+            if verdict is None:
+                return
+            if not isinstance(verdict, OfflineEquivalent):
+                await self.apply(verdict, stanza)
+                return
+        # no such resource, or it must look like there is none
+        if stanza.kind == "iq":
+            if stanza.type in ("get", "set"):
+                await self.bounce(stanza, StanzaError("service-unavailable"))
+        elif stanza.type in (None, "normal", "chat"):
+            await self._message_to_bare(stanza, to.bare)
+        elif stanza.type == "groupchat":
+            await self.bounce(stanza, StanzaError("service-unavailable"))
+
+    async def _message_to_bare(self, stanza: Stanza, account: JID) -> None:
+        msg_type = stanza.type or "normal"
+        if msg_type == "groupchat":
+            await self.bounce(stanza, StanzaError("service-unavailable"))
+            return
+        if msg_type == "error":
+            return
+        sender = stanza.from_ or JID.make(None, self._server.domain)
+        targets = self._server.visibility.bare_targets(account, sender)
+        verdicts = [self.deliver(stanza, s) for s in targets]
+        if targets and any(v is None for v in verdicts):
+            return
+        bounce = next((v for v in verdicts if isinstance(v, Bounce)), None)
+        if bounce is not None:
+            await self.apply(bounce, stanza)
+        elif verdicts and all(isinstance(v, Drop) for v in verdicts):
+            return
+        elif msg_type in ("normal", "chat"):
+            await self.as_offline(stanza, account)
+
+    async def as_offline(self, stanza: Stanza, account: JID) -> None:
+        """The offline-equivalent answer: what an account with no session gets.
+
+        Used for offline accounts, and for anyone an account is hidden from or blocks.
+        """
+        verdict = self.filter_incoming(stanza, account, None)
+        if verdict is not None and not isinstance(verdict, OfflineEquivalent):
+            await self.apply(verdict, stanza)
+            return
+        if stanza.kind == "message" and (stanza.type or "normal") in ("normal", "chat"):
+            store = self._server.pm.hook.casper_offline_message(stanza=stanza, account=account)
+            if store is not None:
+                try:
+                    await store()
+                    return
+                except Exception:
+                    log.exception("offline storage failed for %s", account)
+            await self.bounce(stanza, StanzaError("service-unavailable"))
+        elif stanza.kind == "iq" and stanza.type in ("get", "set"):
+            await self.bounce(stanza, StanzaError("service-unavailable"))
+
+    # ------------------------------------------------------------------ IQ answers
+
+    async def answer_iq(self, stanza: Stanza, target: str, target_jid: JID, session: Session | None = None) -> None:
+        """Answer an IQ addressed to the server or to an account's bare JID."""
+        if stanza.type not in ("get", "set"):
+            return  # results and errors to a bare JID are absorbed (RFC 6121 §8.5.2.1.3)
+        if session is None and stanza.from_ is not None and stanza.from_.resource:
+            if stanza.from_.domain == self._server.domain and stanza.from_.local:
+                session = self.session_for(stanza.from_)
+        if target == "account" and (stanza.from_ is None or stanza.from_.bare != target_jid):
+            verdict = self.filter_incoming(stanza, target_jid, None)
+            if verdict is not None:
+                if isinstance(verdict, OfflineEquivalent):
+                    await self.bounce(stanza, StanzaError("service-unavailable"))
+                else:
+                    await self.apply(verdict, stanza)
+                return
+        handler = self._server.iq_table.lookup(target, stanza)
+        if handler is None:
+            await self.bounce(stanza, StanzaError("service-unavailable"))
+            return
+        request = IqRequest(stanza=stanza, server=self._server, target=target_jid, session=session)
+        try:
+            payload = await handler.handler(request)
+        except StanzaError as exc:
+            await self.bounce(stanza, exc)
+            return
+        except Exception as exc:
+            name = culprit(self._server.pm, "casper_iq_handlers", exc)
+            log.error("IQ handler %s (plugin %s) crashed on id %s", handler.name, name,
+                      stanza.id, exc_info=exc)  # fmt: skip
+            await self.bounce(stanza, StanzaError("internal-server-error"))
+            return
+        await self.route(stanza.result(payload))

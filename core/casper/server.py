@@ -1,0 +1,221 @@
+"""The server object and :func:`serve`, which runs listeners and plugins in one nursery.
+
+The :class:`Server` holds the parts (router, presence, rosters, visibility, storage,
+plugin manager) and the few operations they share; it does no protocol work itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+import pluggy
+import trio
+
+from .config import Config
+from .iq import IqTable
+from .jid import JID
+from .plugins import call_safely, make_plugin_manager, run_returned_callables
+from .presence import PresenceService
+from .roster import Rosters
+from .router import Router
+from .session import Session
+from .stanza import Stanza
+from .storage import Storage, open_storage
+from .tls import ensure_certificate, server_ssl_context
+from .transports.tcp import serve_c2s
+from .visibility import Visibility
+from .xml import serialize
+
+log = logging.getLogger("casper.server")
+T = TypeVar("T")
+ComponentHandler = Callable[[Stanza], bool]
+
+
+@dataclass(frozen=True)
+class C2SListener:
+    """A listener for client connections; ``direct_tls`` for XEP-0368 ports."""
+
+    listener: trio.abc.Listener[trio.abc.Stream]
+    direct_tls: bool = False
+
+
+class Server:
+    """Everything one running server shares; created by :func:`serve`."""
+
+    def __init__(self, config: Config, pm: pluggy.PluginManager, storage: Storage,
+                 ssl_context: ssl.SSLContext | None) -> None:  # fmt: skip
+        self.config = config
+        self.domain = JID.make(None, config.domain).domain
+        self.pm = pm
+        self.storage = storage
+        self.ssl_context = ssl_context
+        self.router = Router(self)
+        self.visibility = Visibility(self)
+        self.presence = PresenceService(self)
+        self.rosters = Rosters(self)
+        self.iq_table = IqTable(())
+        self.components: dict[str, ComponentHandler] = {}
+        self.started_at = time.time()
+        self._ids = itertools.count(1)
+        self._db_limiter = trio.CapacityLimiter(1)
+        self._last_activity: dict[JID, tuple[float, str | None]] = {}
+        self.nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------ setup
+
+    def build_iq_table(self) -> None:
+        """Collect core and plugin IQ handlers once; duplicates are a startup error."""
+        handlers = list(self.rosters.iq_handlers())
+        for result in self.pm.hook.casper_iq_handlers():
+            handlers.extend(result or ())
+        self.iq_table = IqTable(handlers)
+
+    def plugin_config(self, name: str) -> Any:
+        """The ``[plugin.NAME]`` table of the configuration (empty if absent)."""
+        return self.config.plugin_config(name)
+
+    # ------------------------------------------------------------------ shared helpers
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a storage call in a worker thread, one at a time."""
+        return await trio.to_thread.run_sync(partial(fn, *args), limiter=self._db_limiter)
+
+    def new_id(self) -> str:
+        return f"casper-{next(self._ids)}"
+
+    def serialize(self, stanza: Stanza) -> str:
+        return serialize(stanza.element).decode()
+
+    async def account_exists(self, account: JID) -> bool:
+        if self.router.sessions_of(account):
+            return True
+        return await self.db(self.storage.account_exists, str(account))
+
+    def wants_roster_push(self, session: Session) -> bool:
+        """RFC 6121 interested resource: it requested the roster."""
+        return session.requested_roster
+
+    def deliver_to_component(self, stanza: Stanza) -> bool:
+        """Hand a stanza to the plugin serving its domain (e.g. a MUC service)."""
+        assert stanza.to is not None
+        handler = self.components.get(stanza.to.domain)
+        return handler(stanza) if handler is not None else False
+
+    # ------------------------------------------------------------------ visibility inputs
+
+    async def visibility_inputs_changed(self, account: JID) -> None:
+        """Roster or strategy state changed: bring every session's audience up to date."""
+        for session in self.router.sessions_of(account):
+            await self.presence.reconcile(session)
+
+    async def last_public_activity(self, account: JID) -> tuple[float, str | None]:
+        """When the account was last seen going offline publicly; ``(0, None)`` if never."""
+        cached = self._last_activity.get(account)
+        if cached is None:
+            stored = await self.db(self.storage.get_last_activity, str(account))
+            cached = self._last_activity[account] = stored or (0.0, None)
+        return cached
+
+    async def record_public_logoff(self, session: Session, status: str | None) -> None:
+        """Remember a public logoff, unless another session keeps the account visible."""
+        others = [s for s in self.router.sessions_of(session.account)
+                  if s is not session and s.available and s.shown_publicly]  # fmt: skip
+        if others:
+            return
+        stamp = time.time()
+        self._last_activity[session.account] = (stamp, status)
+        await self.db(self.storage.set_last_activity, str(session.account), stamp, status)
+
+    # ------------------------------------------------------------------ session lifecycle
+
+    async def session_bound(self, session: Session) -> None:
+        results = call_safely(self.pm, "casper_session_bound", [], session=session)
+        await run_returned_callables(self.pm, "casper_session_bound", results)
+
+    async def session_available(self, session: Session) -> None:
+        results = call_safely(self.pm, "casper_session_available", [], session=session)
+        await run_returned_callables(self.pm, "casper_session_available", results)
+
+    async def unbind(self, session: Session) -> None:
+        """Take the session off the routing table, then send its unavailable presence."""
+        if getattr(session, "unbound", False):
+            return
+        session.unbound = True
+        self.router.unbind(session)
+        try:
+            await self.presence.session_ended(session)
+        finally:
+            if not self.router.sessions_of(session.account):
+                self.rosters.evict(session.account)
+
+    async def session_ended(self, session: Session) -> None:
+        await self.unbind(session)
+        call_safely(self.pm, "casper_session_ended", None, session=session)
+
+
+def _ssl_context(config: Config) -> ssl.SSLContext:
+    if config.cert_file is not None and config.key_file is not None:
+        return server_ssl_context(config.cert_file, config.key_file)
+    cert, key = ensure_certificate(config.data_dir, config.domain)
+    return server_ssl_context(cert, key)
+
+
+async def _open_default_listeners(config: Config) -> list[C2SListener]:
+    listeners = [C2SListener(lst) for lst in await trio.open_tcp_listeners(config.port, host=config.host)]
+    if config.tls_port is not None:
+        tls = await trio.open_tcp_listeners(config.tls_port, host=config.host)
+        listeners += [C2SListener(lst, direct_tls=True) for lst in tls]
+    return listeners
+
+
+async def serve(
+    config: Config,
+    *,
+    listeners: Sequence[C2SListener] | None = None,
+    storage: Storage | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    plugins: Sequence[tuple[object, str]] = (),
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a Casper server until cancelled.
+
+    :param config: the configuration.
+    :param listeners: listeners to serve instead of opening TCP ports from ``config``
+        (tests pass memory listeners).
+    :param storage: storage to use instead of SQLite under ``config.data_dir``.
+    :param ssl_context: TLS context instead of the configured or generated certificate.
+    :param plugins: extra ``(plugin, name)`` pairs to register (tests, embedding).
+    :param task_status: ``started(server)`` once every listener accepts connections.
+
+    Error handling: configuration errors raise before anything listens; errors in one
+    connection never reach the others. Resource handling: storage is closed on exit.
+    """
+    pm = make_plugin_manager(config, plugins)
+    own_storage = storage is None
+    storage = storage if storage is not None else open_storage(config.data_dir)
+    try:
+        ssl_context = ssl_context or _ssl_context(config)
+        server = Server(config, pm, storage, ssl_context)
+        pm.hook.casper_configure(server=server)
+        server.build_iq_table()
+        if listeners is None:
+            listeners = await _open_default_listeners(config)
+        async with trio.open_nursery() as nursery:
+            server.nursery = nursery
+            pm.hook.casper_serve(server=server, nursery=nursery)
+            for spec in listeners:
+                await nursery.start(serve_c2s, server, spec.listener, spec.direct_tls)
+            task_status.started(server)
+    finally:
+        if own_storage:
+            storage.close()
+
+
+Starter = Callable[..., Awaitable[None]]

@@ -1,0 +1,116 @@
+"""Run a real Casper server over memory streams, with accounts, for tests."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from casper.config import Config
+from casper.jid import JID
+from casper.sasl import derive_credentials
+from casper.server import C2SListener, Server, serve
+from casper.storage import SQLiteStorage
+from casper.testing.client import TestClient, closing
+from casper.testing.memory import MemoryListener
+
+
+@dataclass
+class TestServer:
+    """A running in-memory server and the means to connect to it."""
+
+    __test__ = False
+
+    server: Server
+    listener: MemoryListener
+    client_context: ssl.SSLContext
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def domain(self) -> str:
+        return self.server.domain
+
+    def jid(self, user: str, resource: str | None = None) -> JID:
+        return JID.make(user, self.domain, resource)
+
+    async def connect(self) -> TestClient:
+        """A raw connection, nothing negotiated."""
+        return TestClient(await self.listener.connect(), self.domain)
+
+    @asynccontextmanager
+    async def client(self, user: str, *, resource: str | None = None, presence: bool = False,
+                     password: str | None = None) -> AsyncIterator[TestClient]:  # fmt: skip
+        """A logged-in client (STARTTLS, SCRAM-SHA-256, bind), closed on exit.
+
+        :param presence: also send initial presence and wait for its reflection.
+        """
+        client = await self.connect()
+        async with closing(client):
+            await client.open_stream()
+            await client.starttls(self.client_context)
+            await client.authenticate(user, password or self.passwords[user])
+            await client.bind(resource)
+            if presence:
+                await client.send("<presence/>")
+                await client.expect(lambda e: e.tag.endswith("presence") and e.get("from") == str(client.jid))
+            yield client
+
+    async def add_account(self, user: str, password: str = "secret") -> None:
+        creds = derive_credentials(password, iterations=4096)
+        await self.server.db(self.server.storage.create_account, f"{user}@{self.domain}", creds)
+        self.passwords[user] = password
+
+
+def _tls_pair(domain: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(domain).configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+@asynccontextmanager
+async def open_test_server(
+    *,
+    plugins: Sequence[str] = (),
+    default_plugins: bool = True,
+    extra_plugins: Sequence[tuple[object, str]] = (),
+    accounts: Mapping[str, str] | Sequence[str] = ("romeo", "juliet"),
+    domain: str = "localhost",
+    plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    **config: Any,
+) -> AsyncIterator[TestServer]:
+    """Start a server on a memory listener with in-memory SQLite and the given accounts.
+
+    :param plugins: plugin names to enable (by entry point) beside the baseline set.
+    :param extra_plugins: ``(object, name)`` pairs registered directly.
+    :param accounts: names (password ``secret``) or a name → password mapping.
+    """
+    server_ctx, client_ctx = _tls_pair(domain)
+    cfg = Config(domain=domain, port=0, tls_port=None, data_dir=Path("unused"),
+                 plugins=tuple(plugins), default_plugins=default_plugins,
+                 plugin_settings=plugin_settings or {}, **config)  # fmt: skip
+    storage = SQLiteStorage(":memory:")
+    listener = MemoryListener()
+    try:
+        async with trio.open_nursery() as nursery:
+            start = partial(serve, cfg, listeners=[C2SListener(listener)], storage=storage,
+                            ssl_context=server_ctx, plugins=extra_plugins)  # fmt: skip
+            server = await nursery.start(start)
+            test_server = TestServer(server, listener, client_ctx)
+            names = accounts.items() if isinstance(accounts, Mapping) else ((a, "secret") for a in accounts)
+            for user, password in names:
+                await test_server.add_account(user, password)
+            yield test_server
+            nursery.cancel_scope.cancel()
+    finally:
+        storage.close()

@@ -1,0 +1,135 @@
+"""TLS material: a self-signed certificate on first start, and the server's SSL context.
+
+The generated certificate is meant for development and private deployments; clients will have
+to accept it explicitly. Production servers set ``cert_file``/``key_file`` in the config.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CERT_VALIDITY = datetime.timedelta(days=3650)
+CLOCK_SKEW = datetime.timedelta(days=1)  # backdate notBefore so slightly wrong clocks accept it
+
+
+class TLSConfigError(Exception):
+    """The certificate or key cannot be used; the message is meant for users."""
+
+
+def ensure_certificate(data_dir: Path, domain: str) -> tuple[Path, Path]:
+    """Return ``(cert, key)`` under ``data_dir/tls``, generating a self-signed pair if missing.
+
+    The certificate uses an EC P-256 key, is valid for ten years, and names ``domain``,
+    ``*.domain``, ``localhost``, ``127.0.0.1`` and ``::1``. Existing files are reused as they
+    are, even if they were made for another domain. The key file is created with mode 0600.
+
+    :raises TLSConfigError: if only one of the two files exists or they cannot be written.
+    """
+    tls_dir = data_dir / "tls"
+    cert_path, key_path = tls_dir / "cert.pem", tls_dir / "key.pem"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    if cert_path.exists() or key_path.exists():
+        present = cert_path if cert_path.exists() else key_path
+        raise TLSConfigError(
+            f"{present} exists without its partner in {tls_dir}; remove it to regenerate both"
+        )
+    cert_pem, key_pem = _self_signed(domain)
+    try:
+        tls_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(key_path, key_pem)
+        cert_path.write_bytes(cert_pem)
+    except OSError as exc:
+        raise TLSConfigError(f"cannot write TLS files in {tls_dir}: {exc.strerror}") from exc
+    return cert_path, key_path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` readable by its owner only, without a window where others could read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _a_label(domain: str) -> str:
+    """Return the ASCII form of ``domain``, as certificates require (RFC 6125 §6.4.2)."""
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise TLSConfigError(f"cannot put domain {domain!r} into a certificate: {exc}") from exc
+
+
+def _subject_alt_names(domain: str) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = [
+        x509.DNSName(domain),
+        x509.DNSName(f"*.{domain}"),
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    if domain == "localhost":
+        del names[2]  # already present; duplicate SANs only confuse tools
+    return x509.SubjectAlternativeName(names)
+
+
+def _self_signed(domain: str) -> tuple[bytes, bytes]:
+    """Return PEM ``(certificate, private key)`` for a fresh self-signed certificate."""
+    domain = _a_label(domain)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + CERT_VALIDITY)
+        .add_extension(_subject_alt_names(domain), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _check_readable(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise TLSConfigError(f"TLS {what} file {path} does not exist")
+    if not os.access(path, os.R_OK):
+        raise TLSConfigError(f"TLS {what} file {path} is not readable")
+
+
+def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """Build the server-side context used for STARTTLS and direct TLS.
+
+    TLS 1.2 is the minimum; compression and renegotiation are disabled.
+
+    :raises TLSConfigError: if a file is missing or unreadable, or they do not form a pair.
+    """
+    _check_readable(cert, "certificate")
+    _check_readable(key, "key")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise TLSConfigError(f"cannot load TLS certificate {cert} with key {key}: {exc}") from exc
+    return ctx

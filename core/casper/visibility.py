@@ -1,0 +1,92 @@
+"""The one visibility decision, and the offline-equivalent answers built on it.
+
+Every enforcement point asks :meth:`Visibility.visible`: presence broadcast, probe
+replies, unavailable on logoff, directed presence bookkeeping, bare-JID routing, and the
+answers the server gives on an account's behalf (last activity, disco#items). Plugins
+take part through the ``casper_hidden_from`` hook; any plugin hiding wins.
+
+When a session is not visible to someone, the answer they get is the answer for an
+account with no session at all — the same code path, so the two can't be told apart.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .jid import JID
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .session import Session
+
+# An observer no strategy knows: a session hidden from it is hidden from the world.
+STRANGER = JID.make("stranger", "invalid")
+
+
+class Visibility:
+    """The decision, owned by the server; reads live session state and plugin answers."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def hidden(self, session: Session, observer: JID) -> bool:
+        """Whether any strategy plugin hides ``session`` from ``observer``."""
+        if observer.bare == session.account:
+            return False  # an account's own resources always see each other
+        results = self._server.pm.hook.casper_hidden_from(session=session, observer=observer)
+        return any(results)
+
+    def visible(self, session: Session, observer: JID) -> bool:
+        """Whether ``observer`` may learn that ``session`` is online.
+
+        True when the session is publicly available or sent ``observer`` directed
+        presence, and no plugin hides it.
+        """
+        shown = (
+            session.available
+            or observer in session.directed_to
+            or observer.bare in session.directed_to
+        )
+        return shown and not self.hidden(session, observer)
+
+    def visible_sessions(self, account: JID, observer: JID) -> list[Session]:
+        """The account's sessions ``observer`` may see online (empty = looks offline)."""
+        return [s for s in self._server.router.sessions_of(account) if self.visible(s, observer)]
+
+    def hidden_from_world(self, session: Session) -> bool:
+        """Whether the session hides from everyone (what a stranger would see)."""
+        return self.hidden(session, STRANGER)
+
+    def bare_targets(self, account: JID, sender: JID) -> list[Session]:
+        """Sessions a bare-JID message from ``sender`` goes to (RFC 6121 §8.5.2.1.1).
+
+        Available, non-negative priority, not hidden from the sender; plugins may admit
+        sessions without broadcast presence (``casper_bare_route_while_unavailable``).
+        Only the highest priority wins.
+        """
+        eligible = [s for s in self._server.router.sessions_of(account)
+                    if s.priority >= 0 and self._admits_bare(s, sender)]  # fmt: skip
+        if not eligible:
+            return []
+        top = max(s.priority for s in eligible)
+        return [s for s in eligible if s.priority == top]
+
+    def _admits_bare(self, session: Session, sender: JID) -> bool:
+        if not session.available:
+            allowed = self._server.pm.hook.casper_bare_route_while_unavailable(
+                session=session, sender=sender
+            )
+            if not allowed:
+                return False
+        return not self.hidden(session, sender)
+
+    async def last_seen(self, account: JID, observer: JID) -> tuple[float, str | None] | None:
+        """When ``observer`` last saw the account online, for XEP-0012-style answers.
+
+        :return: ``None`` while a session is visible to ``observer`` (online now);
+            otherwise ``(posix_time, status)`` of the last public logoff, or
+            ``(0.0, None)`` when it never was publicly online.
+        """
+        if self.visible_sessions(account, observer):
+            return None
+        return await self._server.last_public_activity(account)

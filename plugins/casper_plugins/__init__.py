@@ -1,0 +1,1 @@
+"""Casper built-in plugins, packaged exactly like third-party ones."""
