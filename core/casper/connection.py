@@ -12,6 +12,7 @@ presence cleaned up, shielded from cancellation, with a bounded time to flush.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import ssl
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from . import negotiation as neg
 from .dispatch import handle_client_element
 from .errors import StreamError
 from .jid import JID
+from .plugins import call_safely
 from .session import Session
 from .stanza import Stanza
 from .xml import serialize
@@ -46,13 +48,16 @@ class Connection:
         self.neg = neg.C2SNegotiation(
             domain=server.domain,
             tls_available=ssl_context is not None and not secure,
-            tls_required=config.require_starttls,
+            tls_required=config.require_starttls and (ssl_context is not None or secure),
             secure=secure,
             allow_plain=config.allow_plain,
             scram_iterations=config.scram_iterations,
             max_stanza_bytes=config.max_stanza_size,
             max_depth=config.max_depth,
+            scram_fake_key=server.scram_secret,
         )
+        features = call_safely(server.pm, "casper_stream_features", [], server=server)
+        self.neg.set_extra_features([f for batch in features for f in batch or ()])
         self._final: bytes = b""
 
     # ------------------------------------------------------------------ negotiation
@@ -123,16 +128,23 @@ class Connection:
             log.info("%s ended", jid)
 
     async def _read_loop(self, session: Session) -> None:
-        while True:
-            event = self.neg.next_event()
-            if event is neg.NEED_DATA:
-                await self._receive()
-            elif isinstance(event, neg.StanzaIn):
-                await handle_client_element(self.server, session, event.element)
-            elif isinstance(event, neg.SendData):
-                session.deliver_nowait_bytes(event.data)
-            elif isinstance(event, neg.Closed):
-                return
+        idle = self.server.config.idle_timeout
+        with trio.CancelScope() as idle_scope:
+            while True:
+                event = self.neg.next_event()
+                if event is neg.NEED_DATA:
+                    if idle is not None:
+                        idle_scope.deadline = trio.current_time() + idle
+                    await self._receive()
+                    idle_scope.deadline = math.inf
+                elif isinstance(event, neg.StanzaIn):
+                    await handle_client_element(self.server, session, event.element)
+                elif isinstance(event, neg.SendData):
+                    session.deliver_nowait_bytes(event.data)
+                elif isinstance(event, neg.Closed):
+                    return
+        if idle_scope.cancelled_caught:
+            session.close(StreamError("connection-timeout", "idle for too long"))
 
     async def _watch_close(self, session: Session, reader_scope: trio.CancelScope) -> None:
         await session.wait_close_requested()
@@ -192,15 +204,24 @@ async def handle_connection(server: Server, stream: trio.abc.Stream, *, secure: 
             await connection.run_session(jid)
     except trio.TooSlowError:
         await _send_error(connection, StreamError("connection-timeout", "negotiation took too long"))
-    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError):
-        pass
-    except Exception:
-        log.exception("connection failed")
-        await _send_error(connection, StreamError("internal-server-error"))
+    except Exception as exc:
+        if not _peer_gone(exc):
+            log.exception("connection failed")
+            await _send_error(connection, StreamError("internal-server-error"))
     finally:
         with trio.move_on_after(1) as scope:
             scope.shield = True
             await _close(connection.stream)
+
+
+_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
+
+
+def _peer_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception of a group) only says the transport is gone."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_peer_gone(e) for e in exc.exceptions)
+    return isinstance(exc, _TRANSPORT_ERRORS)
 
 
 async def _send_error(connection: Connection, error: StreamError) -> None:

@@ -85,10 +85,10 @@ def casper_serve(server: Server, nursery: object) -> None:
 
 
 @hookspec
-def casper_stream_features(session: Session) -> list[Element]:
-    """Contribute stream features offered after resource binding (e.g. stream management).
+def casper_stream_features(server: Server) -> list[Element]:
+    """Contribute stream features offered once the client has authenticated (beside bind).
 
-    :param session: the session being negotiated.
+    :param server: the server.
     :return: a list of feature elements (results are flattened).
     Synchronous. Since: 1.
     """
@@ -175,6 +175,20 @@ def casper_bare_route_while_unavailable(session: Session, sender: JID) -> bool |
     :param session: a connected session that is not publicly available.
     :param sender: the sender's JID.
     :return: ``True`` to allow, ``None`` for the RFC rule.
+    Stops at the first non-None result. Synchronous. Since: 1.
+    """
+
+
+@hookspec(firstresult=True)
+def casper_roster_push_wanted(session: Session) -> bool | None:
+    """Say whether ``session`` gets roster pushes.
+
+    RFC 6121 §2.1.6 pushes to every *interested resource*: one that requested the roster
+    (the core's default). A strategy may narrow it, e.g. to resources that are also
+    available (the rfc3921bis reading discussed under the Openfire 3.5 post).
+
+    :param session: a session of the account whose roster changed.
+    :return: ``True``/``False`` to decide, ``None`` for the core's rule.
     Stops at the first non-None result. Synchronous. Since: 1.
     """
 

@@ -9,6 +9,7 @@ Every place that could reveal a session asks the visibility decision
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
@@ -97,38 +98,50 @@ class PresenceService:
     # ------------------------------------------------------------ publishing
 
     async def publish(self, session: Session) -> None:
-        """(Re)send the session's current presence to everyone who may see it.
+        """Send the session's new broadcast presence to every subscriber who may see it.
 
-        Also takes it away (unavailable) from those who saw it but no longer may. Call
-        after any change of presence or of visibility; plugins call it when their
-        strategy's answer changes.
+        Subscribers who saw it but no longer may get unavailable instead. Recipients of
+        directed presence only keep what they were sent (RFC 6121 §4.6): broadcast
+        updates are not theirs.
         """
-        for observer in await self._observers(session):
-            if self._may_see(session, observer):
+        subscribers, _ = await self._observers(session)
+        for observer in subscribers:
+            if self._may_see(session, observer, subscribed=True):
                 self._send_available(session, observer)
             elif observer in session.seen_by:
                 self._send_unavailable(session, observer, None)
         self._reflect(session, session.presence)
 
     async def reconcile(self, session: Session) -> None:
-        """Bring ``seen_by`` in line with the visibility decision, sending only changes."""
-        for observer in await self._observers(session):
-            visible = self._may_see(session, observer)
+        """Bring ``seen_by`` in line with the visibility decision, sending only changes.
+
+        Call after anything the decision depends on changed (roster, strategy state);
+        plugins call it when their answer changes.
+        """
+        subscribers, others = await self._observers(session)
+        for observer in subscribers + others:
+            visible = self._may_see(session, observer, subscribed=observer in subscribers)
             if visible and observer not in session.seen_by:
                 self._send_available(session, observer)
             elif not visible and observer in session.seen_by:
                 self._send_unavailable(session, observer, None)
+                if observer in subscribers:
+                    await self._server.lastseen.saw_go_offline(session.account, observer, time.time())
 
-    async def _observers(self, session: Session) -> list[JID]:
+    async def _observers(self, session: Session) -> tuple[list[JID], list[JID]]:
+        """(subscribers with a from/both subscription, everyone else who saw or was sent
+        directed presence)."""
         roster = await self._server.rosters.get(session.account)
         subscribers = [JID.parse(c) for c, i in roster.items() if i.subscription in ("from", "both")]
-        extra = (session.seen_by | session.directed_to) - set(subscribers)
-        return subscribers + sorted(extra, key=str)
+        others = (session.seen_by | session.directed_to) - set(subscribers)
+        return subscribers, sorted(others, key=str)
 
-    def _may_see(self, session: Session, observer: JID) -> bool:
+    def _may_see(self, session: Session, observer: JID, *, subscribed: bool) -> bool:
+        """Directed recipients while not hidden; subscribers while the session is
+        available and visible to them; nobody else."""
         if observer in session.directed_to:
             return not self._server.visibility.hidden(session, observer)
-        return session.available and self._server.visibility.visible(session, observer)
+        return subscribed and session.available and self._server.visibility.visible(session, observer)
 
     def _send_available(self, session: Session, observer: JID) -> None:
         presence = session.presence or make_stanza("presence", from_=session.jid)
@@ -176,7 +189,7 @@ class PresenceService:
         session.presence = None
         session.directed_to.clear()
         self._reflect(session, _unavailable(session.jid, None, stanza))
-        if was_shown and getattr(session, "shown_publicly", False):
+        if was_shown and session.shown_publicly:
             status = stanza.text_of("status") if stanza is not None else None
             await self._server.record_public_logoff(session, status)
         session.shown_publicly = False
@@ -213,34 +226,41 @@ class PresenceService:
 
     async def _answer_local_probe(self, contact: JID, account: JID, session: Session) -> None:
         """A local session asks for a contact's presence: answer straight to it."""
-        for stanza in await self.probe_answer(contact, account):
+        stanzas, shown = await self.probe_answer(contact, account)
+        for stanza in stanzas:
             self._server.router.deliver(stanza.readdressed(to=session.jid), session)
-        for s in self._server.visibility.visible_sessions(contact, account):
+        for s in shown:
             s.seen_by.add(account)
 
     async def _answer_probe(self, account: JID, prober: JID) -> None:
-        for stanza in await self.probe_answer(account, prober):
+        stanzas, shown = await self.probe_answer(account, prober)
+        for stanza in stanzas:
             self.deliver_presence(stanza.readdressed(to=prober))
-        for s in self._server.visibility.visible_sessions(account, prober):
+        for s in shown:
             s.seen_by.add(prober.bare)
 
-    async def probe_answer(self, account: JID, prober: JID) -> list[Stanza]:
-        """What ``prober`` learns of ``account``'s presence; offline-equivalent if hidden."""
+    async def probe_answer(self, account: JID, prober: JID) -> tuple[list[Stanza], list[Session]]:
+        """What ``prober`` learns of ``account``'s presence, and which sessions it shows.
+
+        Sessions hidden from the prober are left out; with none left, the answer is the
+        offline one — the same stanza a truly offline account yields.
+        """
         if not await self._server.account_exists(account):
-            return [make_stanza("presence", from_=account, type="unsubscribed")]
+            return [make_stanza("presence", from_=account, type="unsubscribed")], []
         roster = await self._server.rosters.get(account)
         item = roster.get(str(prober.bare))
         if item is None or item.subscription not in ("from", "both"):
-            return [make_stanza("presence", from_=account, type="unsubscribed")]
-        sessions = self._server.visibility.visible_sessions(account, prober.bare)
+            return [make_stanza("presence", from_=account, type="unsubscribed")], []
+        sessions = await self._server.visibility.sessions_known_to(account, prober.bare)
         if sessions:
-            return [s.presence or make_stanza("presence", from_=s.jid) for s in sessions]
-        return [await self.offline_presence(account)]
+            return [s.presence or make_stanza("presence", from_=s.jid) for s in sessions], sessions
+        return [await self.offline_presence(account, prober)], []
 
-    async def offline_presence(self, account: JID) -> Stanza:
-        """The unavailable presence an offline account shows, stamped with its last logoff."""
+    async def offline_presence(self, account: JID, observer: JID | None = None) -> Stanza:
+        """The unavailable presence an offline account shows ``observer``, stamped with
+        the last logoff it could see."""
         children: list[Element] = []
-        last = await self._server.last_public_activity(account)
+        last = await self._server.lastseen.for_observer(account, observer)
         if last is not None and last[0] > 0:
             stamp, status = last
             if status:

@@ -38,7 +38,9 @@ class Rosters:
         roster = self._cache.get(account)
         if roster is None:
             items = await self._server.db(self._server.storage.get_roster, str(account))
-            roster = self._cache.setdefault(account, {i.jid: i for i in items})
+            roster = {i.jid: i for i in items}
+            if self._server.router.sessions_of(account):  # only connected accounts stay cached
+                roster = self._cache.setdefault(account, roster)
         return roster
 
     def cached(self, account: JID) -> dict[str, RosterItem] | None:

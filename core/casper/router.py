@@ -174,6 +174,9 @@ class Router:
                 try:
                     await store()
                     return
+                except StanzaError as exc:  # e.g. the account's offline store is full
+                    await self.bounce(stanza, exc)
+                    return
                 except Exception:
                     log.exception("offline storage failed for %s", account)
             await self.bounce(stanza, StanzaError("service-unavailable"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,7 @@ import trio
 from .config import Config
 from .iq import IqTable
 from .jid import JID
+from .lastseen import LastSeen
 from .plugins import call_safely, make_plugin_manager, run_returned_callables
 from .presence import PresenceService
 from .roster import Rosters
@@ -63,9 +65,11 @@ class Server:
         self.iq_table = IqTable(())
         self.components: dict[str, ComponentHandler] = {}
         self.started_at = time.time()
+        # unknown users get believable SCRAM salts derived from this secret
+        self.scram_secret = secrets.token_bytes(32)
         self._ids = itertools.count(1)
         self._db_limiter = trio.CapacityLimiter(1)
-        self._last_activity: dict[JID, tuple[float, str | None]] = {}
+        self.lastseen = LastSeen(self)
         self.nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ setup
@@ -99,8 +103,9 @@ class Server:
         return await self.db(self.storage.account_exists, str(account))
 
     def wants_roster_push(self, session: Session) -> bool:
-        """RFC 6121 interested resource: it requested the roster."""
-        return session.requested_roster
+        """RFC 6121 interested resource (requested the roster), unless a plugin decides."""
+        decided = call_safely(self.pm, "casper_roster_push_wanted", None, session=session)
+        return session.requested_roster if decided is None else bool(decided)
 
     def deliver_to_component(self, stanza: Stanza) -> bool:
         """Hand a stanza to the plugin serving its domain (e.g. a MUC service)."""
@@ -115,23 +120,17 @@ class Server:
         for session in self.router.sessions_of(account):
             await self.presence.reconcile(session)
 
-    async def last_public_activity(self, account: JID) -> tuple[float, str | None]:
-        """When the account was last seen going offline publicly; ``(0, None)`` if never."""
-        cached = self._last_activity.get(account)
-        if cached is None:
-            stored = await self.db(self.storage.get_last_activity, str(account))
-            cached = self._last_activity[account] = stored or (0.0, None)
-        return cached
+    async def last_public_activity(self, account: JID, observer: JID | None = None) -> tuple[float, str | None]:
+        """When ``observer`` (default: anyone not hidden from) last saw the account go
+        offline; ``(0, None)`` if never."""
+        return await self.lastseen.for_observer(account, observer)
 
     async def record_public_logoff(self, session: Session, status: str | None) -> None:
         """Remember a public logoff, unless another session keeps the account visible."""
         others = [s for s in self.router.sessions_of(session.account)
                   if s is not session and s.available and s.shown_publicly]  # fmt: skip
-        if others:
-            return
-        stamp = time.time()
-        self._last_activity[session.account] = (stamp, status)
-        await self.db(self.storage.set_last_activity, str(session.account), stamp, status)
+        if not others:
+            await self.lastseen.record_logoff(session, status, time.time())
 
     # ------------------------------------------------------------------ session lifecycle
 
@@ -154,6 +153,7 @@ class Server:
         finally:
             if not self.router.sessions_of(session.account):
                 self.rosters.evict(session.account)
+                self.lastseen.forget(session.account)
 
     async def session_ended(self, session: Session) -> None:
         await self.unbind(session)

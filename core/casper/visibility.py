@@ -50,8 +50,31 @@ class Visibility:
         return shown and not self.hidden(session, observer)
 
     def visible_sessions(self, account: JID, observer: JID) -> list[Session]:
-        """The account's sessions ``observer`` may see online (empty = looks offline)."""
+        """Sessions ``observer`` may reach: shown to it (publicly or by directed presence)
+        and not hidden. For routing; presence knowledge is :meth:`sessions_known_to`."""
         return [s for s in self._server.router.sessions_of(account) if self.visible(s, observer)]
+
+    async def sessions_known_to(self, account: JID, observer: JID) -> list[Session]:
+        """Sessions whose being online ``observer`` is entitled to know (RFC 6121 §4).
+
+        The account itself knows all of them; others know a session that sent them
+        directed presence, or, with a from/both subscription, an available one — in every
+        case unless a strategy hides it. Server answers on an account's behalf (probes,
+        last activity, disco#items) all use this, so none reveals more than presence does.
+        """
+        sessions = self._server.router.sessions_of(account)
+        if observer.bare == account:
+            return sessions
+        roster = await self._server.rosters.get(account)
+        item = roster.get(str(observer.bare))
+        subscribed = item is not None and item.subscription in ("from", "both")
+        return [s for s in sessions if self._knows(s, observer, subscribed)]
+
+    def _knows(self, session: Session, observer: JID, subscribed: bool) -> bool:
+        directed = observer in session.directed_to or observer.bare in session.directed_to
+        if not (directed or (subscribed and session.available)):
+            return False
+        return not self.hidden(session, observer)
 
     def hidden_from_world(self, session: Session) -> bool:
         """Whether the session hides from everyone (what a stranger would see)."""
@@ -83,10 +106,10 @@ class Visibility:
     async def last_seen(self, account: JID, observer: JID) -> tuple[float, str | None] | None:
         """When ``observer`` last saw the account online, for XEP-0012-style answers.
 
-        :return: ``None`` while a session is visible to ``observer`` (online now);
-            otherwise ``(posix_time, status)`` of the last public logoff, or
-            ``(0.0, None)`` when it never was publicly online.
+        :return: ``None`` while ``observer`` may know a session is online; otherwise
+            ``(posix_time, status)`` of the last logoff it could see, or ``(0.0, None)``
+            when it never saw one. A hidden session yields exactly what offline yields.
         """
-        if self.visible_sessions(account, observer):
+        if await self.sessions_known_to(account, observer):
             return None
-        return await self._server.last_public_activity(account)
+        return await self._server.lastseen.for_observer(account, observer)

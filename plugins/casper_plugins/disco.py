@@ -10,16 +10,18 @@ account's behalf, for accounts' bare JIDs (RFC 6120 §10.5.3.1).
   target="account")`` contributions. It is shown to anyone who may address the account:
   it is the same whether the account is online, offline or hidden, so it reveals nothing
   about presence.
-- Account items: the account's resources, as XEP-0030 §4.3 describes, but only those the
-  visibility decision lets the requester see (:meth:`casper.visibility.Visibility.
-  visible_sessions`). The account itself sees all its sessions; everyone else who may see
-  none gets an empty list, which is exactly what an account without sessions answers.
-  The requester's *bare* JID is what is asked about, so directed presence to one full JID
-  reveals nothing to the requester's other resources (privacy over availability).
+- Account items: the account's resources, but only those the requester may know are
+  online, as the core's visibility decision says
+  (:meth:`casper.visibility.Visibility.sessions_known_to`: the account itself sees all;
+  others need a from/both subscription or directed presence, and no strategy hiding the
+  session). Whoever may see none gets an empty list, which is exactly what an account
+  without sessions answers. The requester's *bare*
+  JID is what is asked about, so directed presence to one full JID reveals nothing to the
+  requester's other resources (privacy over availability).
 
 Nodes: these entities have none; a query with any ``node`` gets ``item-not-found``.
 
-Hooks: ``casper_iq_handlers``. Config keys: none.
+Hooks: implements ``casper_iq_handlers``; calls ``casper_disco_features``. Config keys: none.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from xml.etree.ElementTree import Element, SubElement
 from casper.errors import StanzaError
 from casper.hookspecs import hookimpl
 from casper.iq import IqHandler, IqRequest
+from casper.plugins import call_safely
 from casper.stanza import qname
 
 INFO_NS = "http://jabber.org/protocol/disco#info"
@@ -53,7 +56,8 @@ def _check_no_node(request: IqRequest) -> None:
 
 def _contributed_features(request: IqRequest, target: str) -> set[str]:
     features = {INFO_NS, ITEMS_NS}
-    for result in request.server.pm.hook.casper_disco_features(target=target):
+    # a crashing contributor is logged; the answer then lacks contributed features
+    for result in call_safely(request.server.pm, "casper_disco_features", [], target=target):
         features.update(result or ())
     return features
 
@@ -91,11 +95,8 @@ async def account_info(request: IqRequest) -> Element:
 async def account_items(request: IqRequest) -> Element:
     """disco#items of an account: the resources the requester may see online."""
     _check_no_node(request)
-    server, account = request.server, request.target
-    if request.from_self:
-        sessions = server.router.sessions_of(account)
-    else:
-        sessions = server.visibility.visible_sessions(account, request.requester.bare)
+    observer = request.requester.bare
+    sessions = await request.server.visibility.sessions_known_to(request.target, observer)
     query = Element(qname(ITEMS_NS, "query"))
     for jid in sorted(str(s.jid) for s in sessions):
         SubElement(query, qname(ITEMS_NS, "item"), {"jid": jid})

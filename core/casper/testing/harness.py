@@ -28,9 +28,10 @@ class TestServer:
     __test__ = False
 
     server: Server
-    listener: MemoryListener
+    listener: MemoryListener | None
     client_context: ssl.SSLContext
     passwords: dict[str, str] = field(default_factory=dict)
+    tcp_port: int | None = None
 
     @property
     def domain(self) -> str:
@@ -40,7 +41,10 @@ class TestServer:
         return JID.make(user, self.domain, resource)
 
     async def connect(self) -> TestClient:
-        """A raw connection, nothing negotiated."""
+        """A raw connection, nothing negotiated (a loopback TCP socket for ``tcp=True``)."""
+        if self.tcp_port is not None:
+            return TestClient(await trio.open_tcp_stream("127.0.0.1", self.tcp_port), self.domain)
+        assert self.listener is not None
         return TestClient(await self.listener.connect(), self.domain)
 
     @asynccontextmanager
@@ -87,6 +91,7 @@ async def open_test_server(
     accounts: Mapping[str, str] | Sequence[str] = ("romeo", "juliet"),
     domain: str = "localhost",
     plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    tcp: bool = False,
     **config: Any,
 ) -> AsyncIterator[TestServer]:
     """Start a server on a memory listener with in-memory SQLite and the given accounts.
@@ -94,19 +99,28 @@ async def open_test_server(
     :param plugins: plugin names to enable (by entry point) beside the baseline set.
     :param extra_plugins: ``(object, name)`` pairs registered directly.
     :param accounts: names (password ``secret``) or a name → password mapping.
+    :param tcp: listen on a real loopback TCP socket (127.0.0.1, a free port) instead of
+        memory streams; clients then connect over real sockets and real TLS.
     """
     server_ctx, client_ctx = _tls_pair(domain)
     cfg = Config(domain=domain, port=0, tls_port=None, data_dir=Path("unused"),
                  plugins=tuple(plugins), default_plugins=default_plugins,
                  plugin_settings=plugin_settings or {}, **config)  # fmt: skip
     storage = SQLiteStorage(":memory:")
-    listener = MemoryListener()
+    listener: MemoryListener | None = None
+    if tcp:
+        tcp_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        listeners = [C2SListener(lst) for lst in tcp_listeners]
+        port: int | None = tcp_listeners[0].socket.getsockname()[1]
+    else:
+        listener = MemoryListener()
+        listeners, port = [C2SListener(listener)], None
     try:
         async with trio.open_nursery() as nursery:
-            start = partial(serve, cfg, listeners=[C2SListener(listener)], storage=storage,
+            start = partial(serve, cfg, listeners=listeners, storage=storage,
                             ssl_context=server_ctx, plugins=extra_plugins)  # fmt: skip
             server = await nursery.start(start)
-            test_server = TestServer(server, listener, client_ctx)
+            test_server = TestServer(server, listener, client_ctx, tcp_port=port)
             names = accounts.items() if isinstance(accounts, Mapping) else ((a, "secret") for a in accounts)
             for user, password in names:
                 await test_server.add_account(user, password)

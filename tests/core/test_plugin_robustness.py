@@ -1,0 +1,468 @@
+"""A misbehaving plugin must not take the server down, and privacy hooks fail closed.
+
+Runtime crashes are logged with the plugin's name (and the stanza id where there is one) and
+the server keeps serving; mistakes a plugin makes in its declarations (``async def`` hooks,
+misspelled hook names, duplicate IQ handlers, unknown plugin names) stop the server at
+startup instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from xml.etree.ElementTree import Element
+
+import pytest
+import trio
+from casper.config import Config, ConfigError
+from casper.hookspecs import hookimpl
+from casper.iq import IqHandler, IqRequest
+from casper.jid import JID
+from casper.plugins import installed_plugins, make_plugin_manager
+from casper.server import Server, serve
+from casper.session import Session
+from casper.stanza import Stanza, qname
+from casper.storage import SQLiteStorage
+from casper.testing import TestClient, TestServer, open_test_server
+from casper.verdicts import Verdict
+
+ROMEO = "romeo@localhost"
+JULIET = "juliet@localhost"
+CLIENT = "{jabber:client}"
+STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+ROSTER_NS = "jabber:iq:roster"
+TEST_NS = "urn:casper:test:robustness"
+
+
+class Boom(Exception):
+    """What the misbehaving plugins raise."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+async def roster_of(client: TestClient) -> dict[str, str]:
+    stanza_id = f"roster-{time.monotonic_ns()}"
+    await client.send(f"<iq type='get' id='{stanza_id}'><query xmlns='{ROSTER_NS}'/></iq>")
+    reply = await client.expect(lambda e: e.get("id") == stanza_id)
+    return {i.get("jid", ""): i.get("subscription", "") for i in reply.iter(f"{{{ROSTER_NS}}}item")}
+
+
+async def make_contacts(srv: TestServer, a: str, b: str) -> None:
+    """Mutual subscription by the RFC 6121 handshake, from sessions that send no presence."""
+    jid_a, jid_b = str(srv.jid(a)), str(srv.jid(b))
+    async with srv.client(a, resource="setup") as ca, srv.client(b, resource="setup") as cb:
+        for asker, answerer, asker_jid, answerer_jid in (
+            (ca, cb, jid_a, jid_b),
+            (cb, ca, jid_b, jid_a),
+        ):
+            await asker.send(f"<presence to='{answerer_jid}' type='subscribe'/>")
+            await roster_of(asker)
+            await answerer.send(f"<presence to='{asker_jid}' type='subscribed'/>")
+            await roster_of(answerer)
+        assert (await roster_of(ca))[jid_b] == "both"
+
+
+async def drain(client: TestClient, settle: float = 0.3) -> list[Element]:
+    received: list[Element] = []
+    with trio.move_on_after(settle):
+        while True:
+            received.append(await client.recv())
+    return received
+
+
+def error_condition(element: Element) -> str | None:
+    error = element.find(f"{CLIENT}error")
+    if error is None:
+        return None
+    return next(
+        (
+            c.tag.split("}")[1]
+            for c in error
+            if c.tag.startswith(f"{{{STANZAS_NS}}}") and not c.tag.endswith("}text")
+        ),
+        None,
+    )
+
+
+def with_id(stanza_id: str) -> Callable[[Element], bool]:
+    return lambda e: e.get("id") == stanza_id
+
+
+def crash_logs(caplog: pytest.LogCaptureFixture, hook: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if f"crashed in {hook}" in r.getMessage()]
+
+
+def message(to: str, stanza_id: str, body: str = "hi") -> str:
+    return f"<message to='{to}' type='chat' id='{stanza_id}'><body>{body}</body></message>"
+
+
+# ---------------------------------------------------------------- filters fail closed
+
+
+class CrashingIncomingFilter:
+    @hookimpl
+    def casper_filter_incoming(self, stanza: Stanza) -> Verdict | None:
+        if stanza.id == "boom":
+            raise Boom("incoming filter bug")
+        return None
+
+
+async def test_crashing_incoming_filter_drops_the_stanza_and_logs_plugin_and_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="casper")
+    async with (
+        open_test_server(
+            default_plugins=False, extra_plugins=[(CrashingIncomingFilter(), "crashy")]
+        ) as srv,
+        srv.client("romeo", presence=True, resource="r1") as romeo,
+        srv.client("juliet", presence=True, resource="balcony") as juliet,
+    ):
+        await juliet.send(message(f"{ROMEO}/r1", "boom"))
+        await romeo.expect_nothing("message", settle=0.3)
+        assert [e for e in await drain(juliet, 0.1) if e.get("id") == "boom"] == []
+        await juliet.send(message(f"{ROMEO}/r1", "after"))
+        assert (await romeo.expect("message")).get("id") == "after"
+    [logged] = crash_logs(caplog, "casper_filter_incoming")
+    assert "'crashy'" in logged and "stanza id boom" in logged
+
+
+class CrashingOutgoingFilter:
+    @hookimpl
+    def casper_filter_outgoing(self, stanza: Stanza) -> Verdict | None:
+        if stanza.id == "boom":
+            raise Boom("outgoing filter bug")
+        return None
+
+
+async def test_crashing_outgoing_filter_bounces_internal_server_error_and_delivers_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="casper")
+    async with (
+        open_test_server(
+            default_plugins=False, extra_plugins=[(CrashingOutgoingFilter(), "crashy")]
+        ) as srv,
+        srv.client("romeo", presence=True, resource="r1") as romeo,
+        srv.client("juliet", presence=True, resource="balcony") as juliet,
+    ):
+        await juliet.send(message(f"{ROMEO}/r1", "boom"))
+        error = await juliet.expect(with_id("boom"))
+        await romeo.expect_nothing("message")
+        await juliet.send(message(f"{ROMEO}/r1", "after"))
+        assert (await romeo.expect("message")).get("id") == "after"
+    assert error.get("type") == "error"
+    assert error_condition(error) == "internal-server-error"
+    [logged] = crash_logs(caplog, "casper_filter_outgoing")
+    assert "'crashy'" in logged and "stanza id boom" in logged
+
+
+class CrashingStrategy:
+    @hookimpl
+    def casper_hidden_from(self, session: Session, observer: JID) -> bool:
+        raise Boom("strategy bug")
+
+
+async def test_crashing_visibility_hook_hides_the_session(caplog: pytest.LogCaptureFixture) -> None:
+    """No presence leaks and bare-JID messages take the offline path while it crashes."""
+    caplog.set_level(logging.ERROR, logger="casper")
+    async with open_test_server(
+        default_plugins=False, extra_plugins=[(CrashingStrategy(), "crashy")]
+    ) as srv:
+        await make_contacts(srv, "romeo", "juliet")
+        async with srv.client("juliet", presence=True, resource="balcony") as juliet:
+            await drain(juliet)
+            async with srv.client("romeo", presence=True, resource="r1") as romeo:
+                seen = [e for e in await drain(juliet) if e.get("from", "").startswith(ROMEO)]
+                await juliet.send(message(ROMEO, "bare"))
+                bounce = await juliet.expect(with_id("bare"))
+                await romeo.expect_nothing("message")
+            seen += [e for e in await drain(juliet) if e.get("from", "").startswith(ROMEO)]
+    assert seen == []
+    assert error_condition(bounce) == "service-unavailable"
+    logged = crash_logs(caplog, "casper_hidden_from")
+    assert logged and all("'crashy'" in line for line in logged)
+
+
+# ---------------------------------------------------------------- handlers and lifecycle hooks
+
+
+async def _crash(request: IqRequest) -> Element | None:
+    raise Boom("handler bug")
+
+
+async def _echo(request: IqRequest) -> Element | None:
+    return Element(qname(TEST_NS, "fine"))
+
+
+class CrashingIqPlugin:
+    @hookimpl
+    def casper_iq_handlers(self) -> list[IqHandler]:
+        return [
+            IqHandler("get", TEST_NS, "crash", _crash),
+            IqHandler("get", TEST_NS, "fine", _echo),
+        ]
+
+
+async def test_crashing_iq_handler_answers_internal_server_error_and_server_keeps_working(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="casper")
+    async with (
+        open_test_server(
+            default_plugins=False, extra_plugins=[(CrashingIqPlugin(), "crashy")]
+        ) as srv,
+        srv.client("romeo", resource="r1") as romeo,
+    ):
+        await romeo.send(f"<iq type='get' to='localhost' id='c1'><crash xmlns='{TEST_NS}'/></iq>")
+        error = await romeo.expect(with_id("c1"))
+        await romeo.send(f"<iq type='get' to='localhost' id='c2'><fine xmlns='{TEST_NS}'/></iq>")
+        result = await romeo.expect(with_id("c2"))
+    assert (error.get("type"), error_condition(error)) == ("error", "internal-server-error")
+    assert result.get("type") == "result"
+    assert any("crashed on id c1" in r.getMessage() for r in caplog.records)
+
+
+class CrashingSessionBound:
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    @hookimpl
+    def casper_session_bound(self, session: Session) -> Callable[[], Awaitable[None]] | None:
+        if self.how == "raises":
+            raise Boom("session_bound bug")
+
+        async def later() -> None:
+            raise Boom("session_bound callable bug")
+
+        return later
+
+
+@pytest.mark.parametrize("how", ["raises", "returns-failing-callable"])
+async def test_crashing_session_bound_leaves_the_session_working(
+    how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="casper")
+    async with (
+        open_test_server(
+            default_plugins=False, extra_plugins=[(CrashingSessionBound(how), "crashy")]
+        ) as srv,
+        srv.client("romeo", presence=True, resource="r1") as romeo,
+        srv.client("juliet", presence=True, resource="balcony") as juliet,
+    ):
+        await juliet.send(message(f"{ROMEO}/r1", "m1"))
+        assert (await romeo.expect("message")).get("id") == "m1"
+    messages = [r.getMessage() for r in caplog.records]
+    if how == "raises":
+        assert any("'crashy' crashed in casper_session_bound" in m for m in messages)
+    else:
+        assert any("casper_session_bound failed" in m for m in messages)
+
+
+class CrashingTakeover:
+    @hookimpl
+    def casper_handle_outgoing(self, stanza: Stanza) -> Callable[[], Awaitable[None]] | None:
+        if stanza.id != "boom":
+            return None
+
+        async def take_over() -> None:
+            raise Boom("takeover bug")
+
+        return take_over
+
+
+class CrashingBareRoute:
+    @hookimpl
+    def casper_bare_route_while_unavailable(self, session: Session, sender: JID) -> bool | None:
+        raise Boom("bare-route bug")
+
+
+class CrashingOfflineStore:
+    @hookimpl
+    def casper_offline_message(self, stanza: Stanza, account: JID) -> None:
+        raise Boom("offline-store bug")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: hooks called without a guard (dispatch._process awaits the "
+    "casper_handle_outgoing callable unguarded; Visibility._admits_bare and Router.as_offline "
+    "call casper_bare_route_while_unavailable / casper_offline_message directly): a crash "
+    "ends the *sender's* connection with internal-server-error and the log names no plugin",
+)
+@pytest.mark.parametrize(
+    ("plugin", "hook", "romeo_available"),
+    [
+        pytest.param(
+            CrashingTakeover(), "casper_handle_outgoing", True, id="handle_outgoing-callable"
+        ),
+        pytest.param(
+            CrashingBareRoute(), "casper_bare_route_while_unavailable", False, id="bare_route"
+        ),
+        pytest.param(CrashingOfflineStore(), "casper_offline_message", False, id="offline_message"),
+    ],
+)
+async def test_crash_in_routing_hook_leaves_the_sender_connected(
+    plugin: object, hook: str, romeo_available: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="casper")
+    async with (
+        open_test_server(default_plugins=False, extra_plugins=[(plugin, "crashy")]) as srv,
+        srv.client("romeo", presence=romeo_available, resource="r1") as romeo,
+        srv.client("juliet", presence=True, resource="balcony") as juliet,
+    ):
+        await juliet.send(message(ROMEO, "boom"))
+        await drain(juliet)
+        await romeo.expect_nothing(with_id("boom"))
+        await juliet.send(message(f"{ROMEO}/r1", "after"))
+        assert (await romeo.expect("message")).get("id") == "after"
+    assert any(f"'crashy' crashed in {hook}" in r.getMessage() for r in caplog.records)
+
+
+class CrashingBackgroundTask:
+    @hookimpl
+    def casper_serve(self, nursery: trio.Nursery) -> None:
+        async def task() -> None:
+            raise Boom("background task bug")
+
+        nursery.start_soon(task)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: serve() hands plugins the server nursery itself, so an exception in a "
+    "task started from casper_serve cancels every listener and session (server down)",
+)
+async def test_crashing_background_task_does_not_take_the_server_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="casper")
+    async with open_test_server(
+        default_plugins=False, extra_plugins=[(CrashingBackgroundTask(), "crashy")]
+    ) as srv:
+        await trio.sleep(0.1)
+        async with srv.client("romeo", presence=True, resource="r1") as romeo:
+            await romeo.send(
+                f"<iq type='get' to='{ROMEO}' id='r'><query xmlns='{ROSTER_NS}'/></iq>"
+            )
+            assert (await romeo.expect(with_id("r"))).get("type") == "result"
+    assert any("'crashy'" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------- declaration mistakes fail at startup
+
+
+class AsyncHookPlugin:
+    @hookimpl
+    async def casper_session_ended(self, session: Session) -> None:
+        pass
+
+
+def test_async_hook_implementation_is_rejected_at_startup() -> None:
+    with pytest.raises(ConfigError, match=r"'bad'.*casper_session_ended.*must not be async"):
+        make_plugin_manager(Config(default_plugins=False), extra=[(AsyncHookPlugin(), "bad")])
+
+
+class MisspelledHookPlugin:
+    @hookimpl
+    def casper_filter_incomming(self, stanza: Stanza) -> None:
+        return None
+
+
+def test_misspelled_hook_name_is_rejected_at_startup() -> None:
+    with pytest.raises(ConfigError, match="casper_filter_incomming"):
+        make_plugin_manager(Config(default_plugins=False), extra=[(MisspelledHookPlugin(), "bad")])
+
+
+class RegistersStateInConfigure:
+    """A stateful plugin that registers its state object from casper_configure."""
+
+    def __init__(self, state: object) -> None:
+        self.state = state
+
+    @hookimpl
+    def casper_configure(self, server: Server) -> None:
+        server.pm.register(self.state, "bad.state")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: check_plugin_manager() runs in make_plugin_manager(), before "
+    "casper_configure, so objects registered there are never validated: an async hook "
+    "returns a never-awaited coroutine (a truthy 'verdict' that silently drops every stanza) "
+    "and a misspelled hook is silently ignored",
+)
+@pytest.mark.parametrize(
+    "state",
+    [
+        pytest.param(AsyncHookPlugin(), id="async"),
+        pytest.param(MisspelledHookPlugin(), id="misspelled"),
+    ],
+)
+async def test_bad_hook_on_object_registered_in_configure_is_rejected_at_startup(
+    state: object,
+) -> None:
+    storage = SQLiteStorage(":memory:")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        with pytest.raises(ConfigError, match="bad.state"):
+            with trio.fail_after(5):
+                await serve(
+                    Config(default_plugins=False),
+                    listeners=[],
+                    storage=storage,
+                    ssl_context=context,
+                    plugins=[(RegistersStateInConfigure(state), "bad")],
+                )
+    finally:
+        storage.close()
+
+
+class DuplicateIqPlugin:
+    def __init__(self, ns: str, target: str = "server") -> None:
+        self.ns = ns
+        self.target = target
+
+    @hookimpl
+    def casper_iq_handlers(self) -> list[IqHandler]:
+        return [IqHandler("get", self.ns, "query", _echo, target=self.target)]
+
+
+@pytest.mark.parametrize(
+    "plugins",
+    [
+        pytest.param([DuplicateIqPlugin(TEST_NS), DuplicateIqPlugin(TEST_NS)], id="two-plugins"),
+        pytest.param([DuplicateIqPlugin(ROSTER_NS, "account")], id="plugin-and-core"),
+    ],
+)
+async def test_duplicate_iq_handler_is_an_error_at_startup(
+    plugins: list[DuplicateIqPlugin],
+) -> None:
+    """The table is built before anything listens, so ``serve`` itself raises."""
+    storage = SQLiteStorage(":memory:")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    extra = [(plugin, f"dup-{index}") for index, plugin in enumerate(plugins)]
+    try:
+        with pytest.raises((ValueError, ConfigError), match="two IQ handlers"):
+            with trio.fail_after(5):  # a server that did start would serve until this fires
+                await serve(
+                    Config(default_plugins=False),
+                    listeners=[],
+                    storage=storage,
+                    ssl_context=context,
+                    plugins=extra,
+                )
+    finally:
+        storage.close()
+
+
+def test_unknown_plugin_name_is_a_config_error_naming_the_installed_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_plugin_manager(Config(default_plugins=False, plugins=("no-such-plugin",)))
+    text = str(info.value)
+    assert "unknown plugin 'no-such-plugin'" in text
+    assert installed_plugins()
+    assert all(name in text for name in installed_plugins())
