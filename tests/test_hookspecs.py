@@ -40,6 +40,7 @@ JULIET = "juliet@localhost"
 CLIENT = "{jabber:client}"
 STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
+ROSTER_NS = "jabber:iq:roster"
 TEST_NS = "urn:casper:test:hooks"
 
 HOOKSPECS: dict[str, Callable[..., Any]] = {
@@ -137,7 +138,8 @@ async def test_all_builtin_plugins_together_register_only_known_sync_hooks() -> 
         pm.check_pending()
         hooks = [getattr(pm.hook, name) for name in dir(pm.hook) if name.startswith("casper_")]
         impls = [impl for hook in hooks for impl in hook.get_hookimpls()]
-    assert {impl.plugin_name for impl in impls} >= set(names)
+    state_objects = {impl.plugin_name for impl in impls} - set(names) - {"casper.guard"}
+    assert state_objects  # the walk reaches objects registered from casper_configure
     assert [impl.plugin_name for impl in impls if inspect.iscoroutinefunction(impl.function)] == []
 
 
@@ -218,11 +220,6 @@ class ImplementsGreeterHook:
         return f"good morrow, {account.local}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: casper_addhooks is never called (no call_historic in "
-    "make_plugin_manager), so check_pending() refuses the published hook's implementation",
-)
 async def test_hook_addhooks() -> None:
     """A plugin publishes a hookspec that another plugin implements, in either order."""
     extra = [(ImplementsGreeterHook(), "greeter-impl"), (PublishesGreeterHooks(), "greeter")]
@@ -290,7 +287,7 @@ async def test_hook_serve() -> None:
     async with open_test_server(default_plugins=False, extra_plugins=[(plugin, "bg")]) as srv:
         with trio.fail_after(5):
             await plugin.running.wait()
-        assert plugin.nursery is srv.server.nursery
+        assert plugin.nursery.cancel_scope is srv.server.nursery.cancel_scope
         assert not plugin.cancelled
     assert plugin.cancelled
 
@@ -474,6 +471,43 @@ async def test_hook_bare_route_while_unavailable(answer: bool | None) -> None:
         assert (to_romeo, to_juliet) == ([], ["service-unavailable"])
 
 
+class PushPolicy:
+    """Silences the resource 'quiet' and subscribes 'eager'; no opinion on the others."""
+
+    @hookimpl
+    def casper_roster_push_wanted(self, session: Any) -> bool | None:
+        return {"quiet": False, "eager": True}.get(session.jid.resource)
+
+
+def is_roster_push(element: Element) -> bool:
+    return element.get("type") == "set" and element.find(f"{{{ROSTER_NS}}}query") is not None
+
+
+async def test_hook_roster_push_wanted() -> None:
+    """True pushes to a session that never asked; False silences one that did; None keeps
+    the RFC rule (pushes to whoever requested the roster)."""
+    roster_get = f"<iq type='get' id='rg'><query xmlns='{ROSTER_NS}'/></iq>"
+    roster_set = (
+        f"<iq type='set' id='rs'><query xmlns='{ROSTER_NS}'><item jid='{JULIET}'/></query></iq>"
+    )
+    async with (
+        open_test_server(default_plugins=False, extra_plugins=[(PushPolicy(), "pushes")]) as srv,
+        srv.client("romeo", resource="r1") as r1,
+        srv.client("romeo", resource="quiet") as quiet,
+        srv.client("romeo", resource="eager") as eager,
+    ):
+        for client in (r1, quiet):
+            await client.send(roster_get)
+            await client.expect(with_id("rg"))
+        await r1.send(roster_set)
+        assert (await r1.expect(with_id("rs"))).get("type") == "result"
+        pushed = await r1.expect(is_roster_push)
+        await eager.expect(is_roster_push)
+        await quiet.expect_nothing(is_roster_push)
+    item = pushed.find(f"{{{ROSTER_NS}}}query/{{{ROSTER_NS}}}item")
+    assert item is not None and item.get("jid") == JULIET
+
+
 # ---------------------------------------------------------------- handlers
 
 
@@ -635,12 +669,6 @@ async def test_hook_session_ended() -> None:
     assert ended == [(f"{ROMEO}/r1", False, False)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: after a clean logout Connection.run_session's _watch_close task never "
-    "returns (no close was requested), so the session nursery (and casper_session_ended) "
-    "waits for the FLUSH_SECONDS deadline",
-)
 async def test_session_ended_is_called_promptly_after_a_clean_logout() -> None:
     assert await _logout_and_wait_for_session_ended(within=1) == [(f"{ROMEO}/r1", False, False)]
 

@@ -121,6 +121,7 @@ class Connection:
                     nursery.start_soon(self._watch_close, session, reader_scope)
                     await self._read_loop(session)
                 await self._end(session, send)
+                session.close()  # stops the close watcher; the writer ends once drained
                 nursery.cancel_scope.deadline = trio.current_time() + FLUSH_SECONDS
         finally:
             with trio.CancelScope(shield=True):

@@ -7,11 +7,13 @@ the router or the server's own IQ answers.
 from __future__ import annotations
 
 import inspect
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
 from .errors import StanzaError, StreamError
-from .plugins import call_safely
+from .plugins import call_safely, culprit_of_callable
 from .stanza import IQ, MESSAGE, PRESENCE, Stanza
 
 if TYPE_CHECKING:
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 _STANZA_TAGS = (MESSAGE, PRESENCE, IQ)
+log = logging.getLogger("casper.dispatch")
 
 
 async def handle_client_element(server: Server, session: Session, element: Element) -> None:
@@ -45,9 +48,7 @@ async def _process(server: Server, session: Session, stanza: Stanza) -> None:
     handled = call_safely(server.pm, "casper_handle_outgoing", None, stanza=stanza, session=session)
     if handled:
         if callable(handled):
-            result = handled()
-            if inspect.isawaitable(result):
-                await result
+            await _run_takeover(server, stanza, handled)
         return
     verdict = server.pm.hook.casper_filter_outgoing(stanza=stanza, session=session)
     if verdict is not None:
@@ -59,6 +60,20 @@ async def _process(server: Server, session: Session, stanza: Stanza) -> None:
         await server.router.route(stanza if stanza.to else stanza.readdressed(to=session.account))
     else:
         await _iq(server, session, stanza)
+
+
+async def _run_takeover(server: Server, stanza: Stanza, handler: Callable[[], object]) -> None:
+    """Await what a plugin returned to take a stanza over; a crash answers the sender."""
+    try:
+        result = handler()
+        if inspect.isawaitable(result):
+            await result
+    except StanzaError:
+        raise
+    except Exception as exc:
+        log.error("plugin %r crashed in casper_handle_outgoing (stanza id %s)",
+                  culprit_of_callable(server.pm, handler), stanza.id, exc_info=exc)  # fmt: skip
+        await server.router.bounce(stanza, StanzaError("internal-server-error"))
 
 
 async def _iq(server: Server, session: Session, stanza: Stanza) -> None:

@@ -75,7 +75,9 @@ def casper_serve(server: Server, nursery: object) -> None:
     """Start the plugin's background tasks: ``nursery.start_soon(fn)``.
 
     :param server: the running server.
-    :param nursery: the server's ``trio.Nursery``; tasks end when the server stops.
+    :param nursery: a nursery-like object whose ``start_soon`` runs tasks in the server's
+        nursery; they end when the server stops, and one that raises is logged with the
+        plugin's name instead of taking the server down.
     :return: nothing.
     Synchronous; the tasks it starts are async. Since: 1.
     """

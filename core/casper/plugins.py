@@ -39,6 +39,7 @@ def make_plugin_manager(config: Config, extra: Iterable[tuple[object, str]] = ()
     """
     pm = pluggy.PluginManager("casper")
     pm.add_hookspecs(hookspecs)
+    pm.hook.casper_addhooks.call_historic(kwargs={"pm": pm})
     pm.register(FailClosedGuard(pm), "casper.guard")
     for name in config.disabled_plugins:
         pm.set_blocked(name)
@@ -59,7 +60,8 @@ def check_plugin_manager(pm: pluggy.PluginManager) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise ConfigError(str(exc)) from None
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise ConfigError(f"plugin {name!r}: {exc}") from None
     for name in dir(pm.hook):
         caller = getattr(pm.hook, name)
         if not name.startswith("casper_") or not hasattr(caller, "get_hookimpls"):
@@ -70,6 +72,16 @@ def check_plugin_manager(pm: pluggy.PluginManager) -> None:
                     f"plugin {impl.plugin_name!r}: hook {name} must not be async; "
                     "return an async callable instead"
                 )
+
+
+def culprit_of_callable(pm: pluggy.PluginManager, fn: object) -> str:
+    """Name the plugin whose module defined ``fn`` (a callable a hook returned)."""
+    module = getattr(fn, "__module__", None) or getattr(getattr(fn, "__func__", None), "__module__", "")
+    for name, plugin in pm.list_name_plugin():
+        plugin_module = getattr(plugin, "__name__", None) or type(plugin).__module__
+        if module and plugin_module == module:
+            return name
+    return module or "unknown"
 
 
 def culprit(pm: pluggy.PluginManager, hook_name: str, exc: BaseException) -> str:
@@ -133,6 +145,29 @@ def call_safely(pm: pluggy.PluginManager, hook_name: str, default: Any, **kwargs
             "plugin %r crashed in %s", culprit(pm, hook_name, exc), hook_name, exc_info=exc
         )
         return default
+
+
+class GuardedNursery:
+    """What ``casper_serve`` hands plugins: ``start_soon`` into the server's nursery, but a
+    task that raises is logged with its plugin's name instead of taking the server down."""
+
+    def __init__(self, nursery: Any, pm: pluggy.PluginManager) -> None:
+        self._nursery = nursery
+        self._pm = pm
+
+    def start_soon(self, async_fn: Callable[..., Awaitable[object]], *args: Any, name: object = None) -> None:
+        self._nursery.start_soon(self._run, async_fn, args, name=name or getattr(async_fn, "__qualname__", None))
+
+    async def _run(self, async_fn: Callable[..., Awaitable[object]], args: tuple[Any, ...]) -> None:
+        try:
+            await async_fn(*args)
+        except Exception as exc:
+            log.error("background task %s of plugin %r crashed", getattr(async_fn, "__qualname__", async_fn),
+                      culprit_of_callable(self._pm, async_fn), exc_info=exc)  # fmt: skip
+
+    @property
+    def cancel_scope(self) -> Any:
+        return self._nursery.cancel_scope
 
 
 async def run_returned_callables(

@@ -58,6 +58,8 @@ class PresenceService:
             else:
                 await self._directed(stanza, session)
         elif kind in SUBSCRIPTION_TYPES:
+            if stanza.to is None or stanza.to.bare == session.account:
+                raise StanzaError("bad-request", "a subscription request needs another entity's 'to'")
             await self.subscriptions.outbound(stanza, session)
         elif kind == "probe" and stanza.to is not None:
             await self.probe(stanza.readdressed(from_=session.account), reply_to=session)

@@ -62,14 +62,14 @@ class Rosters:
         item = roster.pop(contact, None)
         await self._server.db(self._server.storage.delete_roster_item, str(account), contact)
         if item is not None:
-            self.push(account, replace(item, subscription="remove"))
+            self.push(account, item, removed=True)
 
-    def push(self, account: JID, item: RosterItem) -> None:
+    def push(self, account: JID, item: RosterItem, *, removed: bool = False) -> None:
         """Roster push to every interested resource (RFC 6121 §2.1.6)."""
         for session in self._server.router.sessions_of(account):
             if self._server.wants_roster_push(session):
                 query = Element(qname(ROSTER_NS, "query"))
-                query.append(item_element(item))
+                query.append(item_element(item, removed=removed))
                 push = make_stanza("iq", to=session.jid, type="set",
                                    id=self._server.new_id(), children=[query])  # fmt: skip
                 session.deliver_nowait(push)
@@ -136,12 +136,13 @@ class Rosters:
         await self._server.visibility_inputs_changed(account)
 
 
-def item_element(item: RosterItem) -> Element:
-    """``<item jid subscription [name] [ask]><group/>...</item>``."""
-    attrs = {"jid": item.jid, "subscription": item.subscription}
+def item_element(item: RosterItem, *, removed: bool = False) -> Element:
+    """``<item jid subscription [name] [ask]><group/>...</item>``; ``removed`` pushes
+    ``subscription='remove'`` (RFC 6121 §2.5.2)."""
+    attrs = {"jid": item.jid, "subscription": "remove" if removed else item.subscription}
     if item.name:
         attrs["name"] = item.name
-    if item.ask and item.subscription != "remove":
+    if item.ask and not removed:
         attrs["ask"] = "subscribe"
     element = Element(qname(ROSTER_NS, "item"), attrs)
     for group in item.groups:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .errors import StanzaError, StreamError
 from .iq import IqRequest
 from .jid import JID
-from .plugins import culprit
+from .plugins import call_safely, culprit
 from .stanza import Stanza
 from .verdicts import Bounce, Drop, OfflineEquivalent, Verdict
 
@@ -96,13 +96,16 @@ class Router:
 
     async def route(self, stanza: Stanza) -> None:
         """Route an addressed, stamped message or IQ (presence: :mod:`casper.presence`)."""
-        if stanza.kind == "presence":
-            await self._server.presence.route_inbound(stanza)
-            return
         to = stanza.to
         assert to is not None
+        if to.domain != self._server.domain and not self._server.deliver_to_component(stanza):
+            if stanza.kind != "presence" or stanza.type not in (None, "unavailable", "probe"):
+                await self.bounce(stanza, StanzaError("remote-server-not-found"))  # no federation yet
+            return
         if to.domain != self._server.domain:
-            await self.bounce(stanza, StanzaError("remote-server-not-found"))
+            return
+        if stanza.kind == "presence":
+            await self._server.presence.route_inbound(stanza)
         elif to.local is None:
             await self._to_server(stanza, to)
         elif not await self._server.account_exists(to.bare):
@@ -169,7 +172,8 @@ class Router:
             await self.apply(verdict, stanza)
             return
         if stanza.kind == "message" and (stanza.type or "normal") in ("normal", "chat"):
-            store = self._server.pm.hook.casper_offline_message(stanza=stanza, account=account)
+            store = call_safely(self._server.pm, "casper_offline_message", None,
+                                stanza=stanza, account=account)  # fmt: skip
             if store is not None:
                 try:
                     await store()

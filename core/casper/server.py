@@ -23,7 +23,13 @@ from .config import Config
 from .iq import IqTable
 from .jid import JID
 from .lastseen import LastSeen
-from .plugins import call_safely, make_plugin_manager, run_returned_callables
+from .plugins import (
+    GuardedNursery,
+    call_safely,
+    check_plugin_manager,
+    make_plugin_manager,
+    run_returned_callables,
+)
 from .presence import PresenceService
 from .roster import Rosters
 from .router import Router
@@ -111,7 +117,13 @@ class Server:
         """Hand a stanza to the plugin serving its domain (e.g. a MUC service)."""
         assert stanza.to is not None
         handler = self.components.get(stanza.to.domain)
-        return handler(stanza) if handler is not None else False
+        if handler is None:
+            return False
+        try:
+            return bool(handler(stanza))
+        except Exception:
+            log.exception("component %s crashed on stanza id %s", stanza.to.domain, stanza.id)
+            return False
 
     # ------------------------------------------------------------------ visibility inputs
 
@@ -204,12 +216,13 @@ async def serve(
         ssl_context = ssl_context or _ssl_context(config)
         server = Server(config, pm, storage, ssl_context)
         pm.hook.casper_configure(server=server)
+        check_plugin_manager(pm)  # objects registered in casper_configure are checked too
         server.build_iq_table()
         if listeners is None:
             listeners = await _open_default_listeners(config)
         async with trio.open_nursery() as nursery:
             server.nursery = nursery
-            pm.hook.casper_serve(server=server, nursery=nursery)
+            pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))
             for spec in listeners:
                 await nursery.start(serve_c2s, server, spec.listener, spec.direct_tls)
             task_status.started(server)

@@ -36,9 +36,14 @@ class Subscriptions:
     async def _item(self, account: JID, contact: JID) -> RosterItem | None:
         return (await self._server.rosters.get(account)).get(str(contact))
 
-    async def _save(self, account: JID, item: RosterItem) -> None:
+    async def _save(self, account: JID, item: RosterItem, *, reconcile: bool = True) -> None:
         await self._server.rosters.put(account, item)
-        await self._server.visibility_inputs_changed(account)
+        if reconcile:
+            await self._server.visibility_inputs_changed(account)
+
+    async def _save_quietly(self, account: JID, item: RosterItem) -> None:
+        """Save and push; the caller reconciles visibility once the stanza is routed."""
+        await self._save(account, item, reconcile=False)
 
     async def _pending(self, account: JID) -> dict[str, str]:
         rows = await self._server.db(self._server.storage.get_pending_subscriptions, str(account))
@@ -59,11 +64,14 @@ class Subscriptions:
         handler = getattr(self, f"_out_{stanza.type}")
         if await handler(account, contact, await self._item(account, contact)):
             await self._server.router.route(out)
+        # who may see whom changes only now that the contact has the stanza (RFC 6121
+        # §3.1.5: the approval arrives before the presence it entitles to)
+        await self._server.visibility_inputs_changed(account)
 
     async def _out_subscribe(self, account: JID, contact: JID, item: RosterItem | None) -> bool:
         base = item or RosterItem(jid=str(contact))
         if base.subscription not in ("to", "both") and not base.ask:
-            await self._save(account, replace(base, ask=True))
+            await self._save_quietly(account, replace(base, ask=True))
         return True
 
     async def _out_subscribed(self, account: JID, contact: JID, item: RosterItem | None) -> bool:
@@ -72,17 +80,17 @@ class Subscriptions:
             return False
         if str(contact) not in await self._pending(account):
             if not base.approved:  # pre-approval (RFC 6121 §3.4)
-                await self._save(account, replace(base, approved=True))
+                await self._save_quietly(account, replace(base, approved=True))
             return False
         await self._drop_pending(account, contact)
-        await self._save(account, replace(base, subscription=_GAIN_FROM[base.subscription],
+        await self._save_quietly(account, replace(base, subscription=_GAIN_FROM[base.subscription],
                                           approved=False))  # fmt: skip
         return True
 
     async def _out_unsubscribe(self, account: JID, contact: JID, item: RosterItem | None) -> bool:
         if item is not None and (item.subscription in ("to", "both") or item.ask):
             new = _LOSE_TO.get(item.subscription, item.subscription)
-            await self._save(account, replace(item, subscription=new, ask=False))
+            await self._save_quietly(account, replace(item, subscription=new, ask=False))
         return True
 
     async def _out_unsubscribed(self, account: JID, contact: JID, item: RosterItem | None) -> bool:
@@ -91,10 +99,10 @@ class Subscriptions:
             await self._drop_pending(account, contact)
         if item is not None and item.subscription in ("from", "both"):
             new = _LOSE_FROM[item.subscription]
-            await self._save(account, replace(item, subscription=new, approved=False))
+            await self._save_quietly(account, replace(item, subscription=new, approved=False))
             return True
         if item is not None and item.approved:
-            await self._save(account, replace(item, approved=False))
+            await self._save_quietly(account, replace(item, approved=False))
         return pending
 
     # ------------------------------------------------------------ inbound (contact → user)
@@ -116,9 +124,10 @@ class Subscriptions:
             await self._reply(account, contact, "subscribed")
             return
         if item is not None and item.approved:
-            await self._save(account, replace(item, subscription=_GAIN_FROM[item.subscription],
-                                              approved=False))  # fmt: skip
+            await self._save_quietly(account, replace(item, approved=False,
+                                     subscription=_GAIN_FROM[item.subscription]))  # fmt: skip
             await self._reply(account, contact, "subscribed")
+            await self._server.visibility_inputs_changed(account)
             return
         xml = self._server.serialize(stanza)
         storage = self._server.storage

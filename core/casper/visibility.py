@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .jid import JID
+from .plugins import call_safely
 
 if TYPE_CHECKING:
     from .server import Server
@@ -96,9 +97,8 @@ class Visibility:
 
     def _admits_bare(self, session: Session, sender: JID) -> bool:
         if not session.available:
-            allowed = self._server.pm.hook.casper_bare_route_while_unavailable(
-                session=session, sender=sender
-            )
+            allowed = call_safely(self._server.pm, "casper_bare_route_while_unavailable", None,
+                                  session=session, sender=sender)  # fmt: skip
             if not allowed:
                 return False
         return not self.hidden(session, sender)

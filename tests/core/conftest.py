@@ -20,15 +20,13 @@ from casper.sasl import ScramClient
 from casper.storage.base import RosterItem
 from casper.testing import TestClient, TestServer, open_test_server
 
-from tests.helpers import error_condition, new_id, query, sync
+from tests.helpers import error_condition, new_id, sync
 
 __all__ = [
     "CLIENT",
     "DELAY",
-    "REMOVE_BUG",
     "ROSTER",
     "SASL",
-    "STREAMS",
     "TLS",
     "Match",
     "any_presence_from",
@@ -40,7 +38,6 @@ __all__ = [
     "message_with_id",
     "new_id",
     "presence_from",
-    "query",
     "quiet",
     "roster_items",
     "roster_push",
@@ -55,14 +52,7 @@ CLIENT = "jabber:client"
 ROSTER = "jabber:iq:roster"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 TLS = "urn:ietf:params:xml:ns:xmpp-tls"
-STREAMS = "http://etherx.jabber.org/streams"
 DELAY = "urn:xmpp:delay"
-
-REMOVE_BUG = (
-    "core bug: a roster remove answers internal-server-error and pushes nothing: "
-    "Rosters.remove builds replace(item, subscription='remove'), which RosterItem.__post_init__ "
-    "rejects (ValueError) after the item is already deleted"
-)
 
 Match = Callable[[Element], bool]
 MIRROR = {"none": "none", "to": "from", "from": "to", "both": "both"}

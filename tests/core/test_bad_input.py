@@ -18,6 +18,8 @@ from casper.testing import TestClient, TestServer, open_test_server
 from casper.testing.client import StreamEnded
 
 from tests.core.conftest import (
+    CLIENT,
+    ROSTER,
     TLS,
     any_presence_from,
     error_condition,
@@ -27,6 +29,7 @@ from tests.core.conftest import (
     message_with_id,
     new_id,
     quiet,
+    roster_push,
     send_message,
     sync,
     tls_client,
@@ -317,4 +320,22 @@ async def test_iq_get_without_exactly_one_child_gets_bad_request(
         await romeo.send(f"<iq type='get' id='empty'>{payload}</iq>")
         reply = await romeo.expect(lambda e: e.get("id") == "empty")
         assert error_condition(reply) == "bad-request"
+        await check()
+
+
+@pytest.mark.parametrize("to", ["", " to='romeo@localhost'"], ids=["no-to", "own-bare-jid"])
+@pytest.mark.parametrize("type_", ["subscribe", "subscribed", "unsubscribe", "unsubscribed"])
+async def test_subscription_presence_without_another_entitys_to_gets_bad_request(
+    srv: TestServer, type_: str, to: str
+) -> None:
+    async with bystanders(srv) as (_juliet, check), srv.client("romeo", presence=True) as romeo:
+        await romeo.send(f"<iq type='get' id='roster'><query xmlns='{ROSTER}'/></iq>")
+        await romeo.expect(lambda e: e.get("id") == "roster")
+        await romeo.send(f"<presence type='{type_}' id='noto'{to}/>")
+        reply = await romeo.expect(lambda e: e.get("id") == "noto")
+        assert reply.tag == f"{{{CLIENT}}}presence"
+        assert error_condition(reply) == "bad-request"
+        await quiet(romeo, roster_push())  # the roster is untouched
+        msg_id = await send_message(romeo, romeo.jid)
+        await romeo.expect(message_with_id(msg_id))
         await check()

@@ -177,11 +177,6 @@ async def test_client_stream_close_is_answered_with_the_servers_close(srv: TestS
         assert error_condition(reply) == "service-unavailable"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: after the close handshake the connection lingers FLUSH_SECONDS (5 s) "
-    "before the transport is closed (connection.run_session waits for _watch_close)",
-)
 async def test_server_closes_the_transport_right_after_the_close_handshake(
     srv: TestServer, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -8,7 +8,6 @@ import pytest
 from casper.testing import TestClient, TestServer
 
 from tests.core.conftest import (
-    REMOVE_BUG,
     ROSTER,
     error_condition,
     iq_reply,
@@ -111,7 +110,6 @@ async def test_roster_set_with_two_items_is_bad_request(srv: TestServer) -> None
         assert roster_items(await roster_iq(romeo)) == {}
 
 
-@pytest.mark.xfail(strict=True, reason=REMOVE_BUG)
 async def test_roster_remove_pushes_subscription_remove_and_drops_the_item(srv: TestServer) -> None:
     async with srv.client("romeo") as romeo:
         await roster_iq(romeo)

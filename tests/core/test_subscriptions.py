@@ -13,9 +13,9 @@ import pytest
 from casper.testing import TestClient, TestServer
 
 from tests.core.conftest import (
-    REMOVE_BUG,
     ROSTER,
     any_presence_from,
+    error_condition,
     iq_reply,
     login,
     make_contacts,
@@ -24,6 +24,7 @@ from tests.core.conftest import (
     quiet,
     roster_items,
     roster_push,
+    sync,
 )
 
 ROMEO = "romeo@localhost"
@@ -87,12 +88,6 @@ async def test_subscription_handshake_both_ways_pushes_every_state(srv: TestServ
         assert (await get_roster(juliet))[ROMEO].get("subscription") == "both"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: on approval the contact's presence reaches the user before the "
-    "'subscribed' and the roster push, then again after it (Subscriptions._save reconciles "
-    "before the stanza is routed, and _in_subscribed probes as well)",
-)
 async def test_presence_reaches_the_new_subscriber_only_after_the_subscribed(
     srv: TestServer,
 ) -> None:
@@ -240,7 +235,6 @@ async def test_unsubscribed_cancels_the_contacts_subscription_and_the_user_goes_
         await quiet(romeo, presence_from(juliet.jid))
 
 
-@pytest.mark.xfail(strict=True, reason=REMOVE_BUG)
 async def test_roster_remove_cancels_the_subscription_in_both_directions(srv: TestServer) -> None:
     await make_contacts(srv, "romeo", "juliet")
     async with (
@@ -316,3 +310,14 @@ async def test_subscribe_to_a_nonexistent_account_is_answered_unsubscribed(srv: 
         await expect_push(romeo, "tybalt@localhost", "none", ask=True)
         await expect_push(romeo, "tybalt@localhost", "none")
         await romeo.expect(presence_from("tybalt@localhost", "unsubscribed"))
+
+
+async def test_subscribe_to_a_remote_domain_is_remote_server_not_found(srv: TestServer) -> None:
+    async with srv.client("romeo", presence=True) as romeo:
+        await romeo.send("<presence to='friar@mantua.example' type='subscribe' id='far'/>")
+        received = await sync(romeo)
+        from_friar = [e for e in received if any_presence_from("friar@mantua.example")(e)]
+        forged = [e for e in from_friar if e.get("type") != "error"]
+        assert not forged, [e.attrib for e in forged]
+        replies = [e for e in received if e.get("id") == "far"]
+        assert replies and error_condition(replies[0]) == "remote-server-not-found"

@@ -5,6 +5,9 @@ TLS (XEP-0368) with each SASL mechanism, subscriptions and presence, messages, t
 plugins' IQs (XEP-0030, XEP-0092, XEP-0199, XEP-0202) and offline delivery (XEP-0160 with
 an XEP-0203 delay). Plus what must go wrong cleanly: a wrong password, and garbage on a raw
 socket, after which the server still logs people in.
+
+Two strict xfails pin down core bugs (see their reasons); they turn into failures once the
+bugs are fixed, so the marker gets removed then.
 """
 
 from __future__ import annotations
@@ -152,13 +155,6 @@ def test_two_users_subscribe_see_presence_and_chat(accounts, open_peer, run_asyn
     run_async(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: on approval the user gets the contact's presence twice, the first copy "
-    "before <presence type='subscribed'/> (reconcile after the contact's roster save, then "
-    "the local probe answer in Subscriptions._in_subscribed)",
-)
 def test_approval_sends_subscribed_then_presence_once(accounts, open_peer, run_async):
     """RFC 6121 §3.1.5: the approval first, then the contact's available presence, once."""
     romeo_jid, juliet_jid = accounts
@@ -358,14 +354,6 @@ def _raw_session(server, local: str, password: str) -> Iterator[ssl.SSLSocket]:
         yield sock
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="core bug: after the client's </stream:stream> the server answers at once but "
-    "keeps the connection (and the session task) for FLUSH_SECONDS = 5 s, because "
-    "Connection._watch_close still waits in the session nursery; casper_session_ended and "
-    "the TCP close come late",
-)
 def test_server_closes_the_connection_after_the_client_closes_its_stream(accounts, casper_server):
     with _raw_session(casper_server, "romeo", "secret") as sock:
         sock.sendall(b"</stream:stream>")
