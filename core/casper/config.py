@@ -76,9 +76,12 @@ _OPTIONS = (
     _Option("plugins", "plugins", "enable", tuple),
     _Option("disabled_plugins", "plugins", "disable", tuple),
     _Option("log_level", "log", "level", str, choices=LOG_LEVELS),
+    _Option("invisibility", "invisibility", "enabled", bool),
+    _Option("invisibility_allowed", "invisibility", "allowed", tuple),
+    _Option("never_hidden_from", "invisibility", "never_hidden_from", tuple),
 )
 _BY_FIELD = {opt.field: opt for opt in _OPTIONS}
-_SECTIONS = {opt.section for opt in _OPTIONS} | {"plugin"}
+_SECTIONS = {opt.section for opt in _OPTIONS} | {"plugin", "groups"}
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,11 @@ class Config:
     negotiation_timeout: float = 30.0
     idle_timeout: float | None = None
     log_level: str = "info"
+    invisibility: bool = True  # the administrator's switch: False = nobody may hide
+    invisibility_allowed: tuple[str, ...] = ("*",)  # accounts or group names; "*" = everyone
+    never_hidden_from: tuple[str, ...] = ()  # accounts or groups nobody may hide from
     plugin_settings: Mapping[str, Mapping[str, object]] = field(default_factory=dict, hash=False)
+    account_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         for opt in _OPTIONS:
@@ -115,6 +122,7 @@ class Config:
         object.__setattr__(self, "domain", _normalise_domain(self.domain))
         object.__setattr__(self, "log_level", self.log_level.lower())
         object.__setattr__(self, "plugin_settings", _freeze_plugin_settings(self.plugin_settings))
+        object.__setattr__(self, "account_groups", _check_groups(self.account_groups))
         if (self.cert_file is None) != (self.key_file is None):
             raise ConfigError("tls.cert_file and tls.key_file must be set together")
         if self.tls_port is not None and self.tls_port == self.port != 0:
@@ -204,6 +212,21 @@ def _freeze_plugin_settings(settings: object) -> Mapping[str, Mapping[str, objec
     return _freeze(settings)  # type: ignore[return-value]
 
 
+def _check_groups(groups: object) -> Mapping[str, tuple[str, ...]]:
+    """``[groups]``: group name -> list of bare account JIDs (for the invisibility policy)."""
+    if not isinstance(groups, Mapping):
+        raise ConfigError(f"[groups] must be a table of arrays, got {groups!r}")
+    checked: dict[str, tuple[str, ...]] = {}
+    for name, members in groups.items():
+        if not isinstance(members, list | tuple) or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"groups.{name} must be an array of account JIDs")
+        try:
+            checked[str(name)] = tuple(str(JID.parse(m).bare) for m in members)
+        except InvalidJID as exc:
+            raise ConfigError(f"groups.{name}: {exc}") from None
+    return MappingProxyType(checked)
+
+
 # -- loading ------------------------------------------------------------------------------------
 
 
@@ -245,6 +268,9 @@ def _values_from_toml(document: Mapping[str, Any]) -> dict[str, object]:
             raise ConfigError(f"config section [{section}] must be a table")
         if section == "plugin":
             values["plugin_settings"] = table
+            continue
+        if section == "groups":
+            values["account_groups"] = table
             continue
         for key, raw in table.items():
             opt = keys.get((section, key))

@@ -17,6 +17,8 @@ import secrets
 import ssl
 from typing import TYPE_CHECKING
 
+from xml.etree.ElementTree import Element
+
 import trio
 
 from . import negotiation as neg
@@ -57,7 +59,8 @@ class Connection:
             scram_fake_key=server.scram_secret,
         )
         features = call_safely(server.pm, "casper_stream_features", [], server=server)
-        self.neg.set_extra_features([f for batch in features for f in batch or ()])
+        core_features = [Element("{urn:xmpp:features:pre-approval}sub")]  # RFC 6121 §3.4
+        self.neg.set_extra_features(core_features + [f for batch in features for f in batch or ()])
         self._final: bytes = b""
 
     # ------------------------------------------------------------------ negotiation

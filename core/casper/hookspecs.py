@@ -251,6 +251,19 @@ def casper_session_available(session: Session) -> AsyncCallable | None:
 
 
 @hookspec
+def casper_session_shown(session: Session) -> AsyncCallable | None:
+    """A connected, already available session became visible to someone it was hidden
+    from (a strategy lifted invisibility, or a new subscriber may now see it).
+
+    Offline messages kept while it looked offline are delivered here.
+
+    :param session: the session.
+    :return: an optional async callable awaited in the task that made the change.
+    Since: 1.
+    """
+
+
+@hookspec
 def casper_session_ended(session: Session) -> None:
     """A session is gone; its presence cleanup has been done. Drop per-session state.
 

@@ -121,14 +121,18 @@ class PresenceService:
         plugins call it when their answer changes.
         """
         subscribers, others = await self._observers(session)
+        shown = False
         for observer in subscribers + others:
             visible = self._may_see(session, observer, subscribed=observer in subscribers)
             if visible and observer not in session.seen_by:
                 self._send_available(session, observer)
+                shown = True
             elif not visible and observer in session.seen_by:
                 self._send_unavailable(session, observer, None)
                 if observer in subscribers:
                     await self._server.lastseen.saw_go_offline(session.account, observer, time.time())
+        if shown and session.initial_presence_sent:
+            await self._server.session_shown(session)
 
     async def _observers(self, session: Session) -> tuple[list[JID], list[JID]]:
         """(subscribers with a from/both subscription, everyone else who saw or was sent

@@ -144,6 +144,8 @@ def item_element(item: RosterItem, *, removed: bool = False) -> Element:
         attrs["name"] = item.name
     if item.ask and not removed:
         attrs["ask"] = "subscribe"
+    if item.approved and not removed:
+        attrs["approved"] = "true"  # pre-approved (RFC 6121 §3.4)
     element = Element(qname(ROSTER_NS, "item"), attrs)
     for group in item.groups:
         SubElement(element, qname(ROSTER_NS, "group")).text = group

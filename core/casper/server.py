@@ -23,6 +23,7 @@ from .config import Config
 from .iq import IqTable
 from .jid import JID
 from .lastseen import LastSeen
+from .policy import InvisibilityPolicy
 from .plugins import (
     GuardedNursery,
     call_safely,
@@ -76,6 +77,7 @@ class Server:
         self._ids = itertools.count(1)
         self._db_limiter = trio.CapacityLimiter(1)
         self.lastseen = LastSeen(self)
+        self.policy = InvisibilityPolicy.from_config(config)
         self.nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ setup
@@ -153,6 +155,10 @@ class Server:
     async def session_available(self, session: Session) -> None:
         results = call_safely(self.pm, "casper_session_available", [], session=session)
         await run_returned_callables(self.pm, "casper_session_available", results)
+
+    async def session_shown(self, session: Session) -> None:
+        results = call_safely(self.pm, "casper_session_shown", [], session=session)
+        await run_returned_callables(self.pm, "casper_session_shown", results)
 
     async def unbind(self, session: Session) -> None:
         """Take the session off the routing table, then send its unavailable presence."""

@@ -26,6 +26,7 @@ waits for room in its outbox, so a long queue never overflows it; messages not h
 because the session ended meanwhile are stored again with their original times.
 
 Hooks: ``casper_configure``, ``casper_offline_message``, ``casper_session_available``,
+``casper_session_shown`` (delivery when an invisible session becomes visible),
 ``casper_disco_features`` (``msgoffline`` for the server).
 
 Config keys (``[plugin.offline]``):
@@ -137,6 +138,14 @@ class OfflineStore:
     @hookimpl
     def casper_session_available(self, session: Session) -> AsyncCallable | None:
         if session.priority < 0:
+            return None
+        return partial(self.deliver, session)
+
+    @hookimpl
+    def casper_session_shown(self, session: Session) -> AsyncCallable | None:
+        """A session that looked offline (e.g. invisible) became visible: what was kept
+        for it meanwhile is delivered now rather than at its next login."""
+        if session.priority < 0 or not session.available:
             return None
         return partial(self.deliver, session)
 

@@ -20,6 +20,8 @@ top of the core's single visibility decision:
   them; without the plugin the core answers them with ``bad-request``.
 - Probes, last activity, disco#items and logoff unavailable answer as if offline to
   anyone the session is invisible to (core).
+- The administrator's policy (``[invisibility]``) wins: a forbidden request to hide gets
+  a presence error ``not-allowed`` and changes nothing.
 
 What it cannot hide: the client still answers IQs sent to its full JID (version, time,
 disco#info) by anyone who knows it; chat states and receipts the client sends while
@@ -35,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from casper.errors import StanzaError
 from casper.hookspecs import hookimpl
 from casper.jid import JID
 from casper.stanza import Stanza, make_stanza
@@ -91,18 +94,36 @@ class Xep0018:
             return Drop("XEP-0018 presence types never leave the server")
         return None
 
+    def _check_policy(self, session: Session, contact: JID | None) -> None:
+        """Refuse a request to hide that the administrator's policy forbids."""
+        policy = self._server.policy
+        allowed = policy.may_hide(session.account) if contact is None else (
+            policy.may_hide_from(session.account, contact))  # fmt: skip
+        if not allowed:
+            raise StanzaError("not-allowed", "invisibility is not allowed by this server's policy")
+
     async def _set_mode(self, session: Session, *, invisible: bool) -> None:
+        if invisible:
+            self._check_policy(session, None)
         state = session.plugin_state(NAME, InvisibilityState)
         state.invisible = invisible
         state.exceptions.clear()
         await self._apply(session)
 
     async def _set_for_contact(self, session: Session, contact: JID, *, visible: bool) -> None:
+        if not visible:
+            self._check_policy(session, contact)
+        first_use = session.peek_plugin_state(NAME) is None
         state = session.plugin_state(NAME, InvisibilityState)
+        if first_use and visible and not session.available:
+            state.invisible = True  # shown to one contact before any presence: hidden from the rest
         state.set_for(contact, visible=visible)
         if not visible:
             session.directed_to.discard(contact)
-        await self._apply(session)
+        if session.available:
+            await self._server.presence.reconcile(session)
+        elif visible:
+            await self._apply(session)  # come online, seen by this contact only
         if visible and session.available and not _has_seen(session, contact):
             # not a subscriber: show the current presence as directed presence
             current = session.presence or make_stanza("presence", from_=session.jid)

@@ -38,12 +38,14 @@ async def get_roster(client: TestClient) -> dict[str, Element]:
 
 
 async def expect_push(
-    client: TestClient, contact: str, subscription: str, ask: bool = False
+    client: TestClient, contact: str, subscription: str, ask: bool = False, approved: bool = False
 ) -> None:
     """The next roster push about ``contact`` shows exactly this state."""
     item = roster_items(await client.expect(roster_push(contact)))[contact]
-    expected = {"jid": contact, "subscription": subscription} | (
-        {"ask": "subscribe"} if ask else {}
+    expected = (
+        {"jid": contact, "subscription": subscription}
+        | ({"ask": "subscribe"} if ask else {})
+        | ({"approved": "true"} if approved else {})
     )
     assert item.attrib == expected
 
@@ -161,7 +163,7 @@ async def test_pre_approval_makes_a_later_request_auto_approved(srv: TestServer)
         await get_roster(romeo)
         await get_roster(juliet)
         await send_presence(juliet, ROMEO, "subscribed")  # nothing pending: a pre-approval
-        await expect_push(juliet, ROMEO, "none")
+        await expect_push(juliet, ROMEO, "none", approved=True)  # RFC 6121 §3.4
         await quiet(romeo, any_presence_from(JULIET))
 
         await send_presence(romeo, JULIET, "subscribe")
@@ -173,6 +175,17 @@ async def test_pre_approval_makes_a_later_request_auto_approved(srv: TestServer)
         await quiet(juliet, any_presence_from(ROMEO))  # no request to answer
         await quiet(romeo, roster_push())
         await quiet(juliet, roster_push())
+
+
+async def test_pre_approval_is_advertised_as_a_stream_feature(srv: TestServer) -> None:
+    client = await srv.connect()
+    await client.open_stream()
+    await client.starttls(srv.client_context)
+    await client.authenticate("romeo", "secret")
+    features = client.features
+    assert features is not None
+    assert features.find("{urn:xmpp:features:pre-approval}sub") is not None
+    await client.close()
 
 
 async def test_unsubscribed_denies_a_pending_request(srv: TestServer) -> None:

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from xml.etree.ElementTree import Element, tostring
 
 import pytest
@@ -113,8 +118,7 @@ def message_id(msg_id: str) -> Match:
 
 def is_roster_push(e: Element) -> bool:
     return (
-        e.get("type") == "set"
-        and e.find(f"{{{ROSTER_NS}}}query/{{{ROSTER_NS}}}item") is not None
+        e.get("type") == "set" and e.find(f"{{{ROSTER_NS}}}query/{{{ROSTER_NS}}}item") is not None
     )
 
 
@@ -226,7 +230,9 @@ class FakeRoom:
         return False
 
     def _send(self, from_: JID, to: JID, type_: str | None = None) -> None:
-        self.server.presence.deliver_presence(make_stanza("presence", from_=from_, to=to, type=type_))
+        self.server.presence.deliver_presence(
+            make_stanza("presence", from_=from_, to=to, type=type_)
+        )
 
     def presences(self) -> list[tuple[str, str, str | None]]:
         return [(str(s.from_), str(s.to), s.type) for s in self.received]
@@ -279,8 +285,6 @@ async def test_session_without_presence_sends_contacts_and_strangers_nothing() -
             present(srv, "nurse", "chamber") as nurse,
             present(srv, "tybalt", "street") as tybalt,
         ):
-            for observer in (juliet, nurse, tybalt):
-                await sync(observer)
             async with srv.client("romeo", resource="orchard") as romeo:
                 await request_roster(romeo)
                 for observer in (juliet, nurse, tybalt):
@@ -513,37 +517,35 @@ async def test_jid_merely_containing_the_recipients_name_is_not_admitted(
     shown_to: str, sender: str
 ) -> None:
     """Admission compares whole JIDs, never substrings (either way round)."""
-    async with open_server(accounts=(*ACTORS, "juliet2", "xjuliet")) as srv:
-        async with (
-            present(srv, shown_to, "r") as recipient,
-            present(srv, sender, "r") as lookalike,
-            srv.client("romeo", resource="orchard") as romeo,
-        ):
-            await romeo.send(f"<presence to='{shown_to}@localhost'/>")
-            await recipient.expect(presence(f"{ROMEO}/orchard"))
-            await quiet(lookalike, about(ROMEO))
-            msg_id = await say_without_error(lookalike, ROMEO)
-            await quiet(romeo, message_id(msg_id))
-            assert await stored(srv, ROMEO) == 1
-            control = await say_without_error(recipient, ROMEO)
-            await romeo.expect(message_id(control))
+    async with (
+        open_server(accounts=(*ACTORS, "juliet2", "xjuliet")) as srv,
+        present(srv, shown_to, "r") as recipient,
+        present(srv, sender, "r") as lookalike,
+        srv.client("romeo", resource="orchard") as romeo,
+    ):
+        await romeo.send(f"<presence to='{shown_to}@localhost'/>")
+        await recipient.expect(presence(f"{ROMEO}/orchard"))
+        await quiet(lookalike, about(ROMEO))
+        msg_id = await say_without_error(lookalike, ROMEO)
+        await quiet(romeo, message_id(msg_id))
+        assert await stored(srv, ROMEO) == 1
+        control = await say_without_error(recipient, ROMEO)
+        await romeo.expect(message_id(control))
 
 
 async def test_directed_unavailable_withdraws_the_admission() -> None:
     async with open_server() as srv:
         await befriend(srv, "romeo", "juliet")
-        async with (
-            present(srv, "juliet", "balcony") as juliet,
-            srv.client("romeo", resource="orchard") as romeo,
-        ):
-            await romeo.send(f"<presence to='{JULIET}'/>")
-            await juliet.expect(presence(f"{ROMEO}/orchard"))
-            await romeo.send(f"<presence to='{JULIET}' type='unavailable'/>")
-            await juliet.expect(presence(f"{ROMEO}/orchard", "unavailable"))
-            msg_id = await say_without_error(juliet, ROMEO)
-            await quiet(romeo, message_id(msg_id))
-            assert await stored(srv, ROMEO) == 1
-        await quiet(juliet, about(ROMEO))  # nothing more at logoff
+        async with present(srv, "juliet", "balcony") as juliet:
+            async with srv.client("romeo", resource="orchard") as romeo:
+                await romeo.send(f"<presence to='{JULIET}'/>")
+                await juliet.expect(presence(f"{ROMEO}/orchard"))
+                await romeo.send(f"<presence to='{JULIET}' type='unavailable'/>")
+                await juliet.expect(presence(f"{ROMEO}/orchard", "unavailable"))
+                msg_id = await say_without_error(juliet, ROMEO)
+                await quiet(romeo, message_id(msg_id))
+                assert await stored(srv, ROMEO) == 1
+            await quiet(juliet, about(ROMEO))  # nothing more at logoff
 
 
 # ---------------------------------------------------------------- full-JID messages
@@ -731,31 +733,32 @@ async def test_broadcast_unavailable_leaves_the_room_and_its_reflection_still_ar
 
 @pytest.mark.parametrize("shown_to", ["juliet", "tybalt"], ids=["contact", "stranger"])
 async def test_logoff_sends_unavailable_only_to_whom_the_session_was_shown(shown_to: str) -> None:
-    """No "offline to offline": nurse logged in after romeo, never saw him, gets nothing."""
-    shown_jid = f"{shown_to}@localhost"
-    async with open_server() as srv:
+    """No "offline to offline": nurse, a contact who logged in after romeo and never saw
+    him, gets nothing at his logoff; nor does whichever of juliet and tybalt was not
+    shown. The room he joined is told."""
+    async with open_server() as srv, AsyncExitStack() as observers:
         await befriend(srv, "romeo", "juliet", "nurse")
         with room_service(srv) as room:
-            async with (
-                present(srv, "juliet", "balcony") as juliet,
-                present(srv, "tybalt", "street") as tybalt,
-            ):
-                observers = {"juliet": juliet, "tybalt": tybalt}
-                async with srv.client("romeo", resource="orchard") as romeo:
-                    await romeo.send(f"<presence to='{shown_jid}'/>")
-                    await romeo.send(f"<presence to='{ROMEO_IN_ROOM}'/>")
-                    await romeo.expect(presence(ROMEO_IN_ROOM))
-                    await observers[shown_to].expect(presence(f"{ROMEO}/orchard"))
-                    async with srv.client("nurse", resource="chamber", presence=True) as nurse:
-                        offline_answer = [e for e in await sync(nurse) if about(ROMEO)(e)]
-                        assert [e.get("type") for e in offline_answer] == ["unavailable"]
-                        observers["nurse"] = nurse
-                        # romeo logs off (the server closes his stream after cleanup)
-                        await romeo.close()
-                        await observers[shown_to].expect(presence(f"{ROMEO}/orchard", "unavailable"))
-                        for observer in observers.values():
-                            await quiet(observer, about(ROMEO))
-        assert room.presences()[-1] == (f"{ROMEO}/orchard", ROMEO_IN_ROOM, "unavailable")
+            juliet = await observers.enter_async_context(present(srv, "juliet", "balcony"))
+            tybalt = await observers.enter_async_context(present(srv, "tybalt", "street"))
+            shown = {"juliet": juliet, "tybalt": tybalt}[shown_to]
+            async with srv.client("romeo", resource="orchard") as romeo:
+                await romeo.send(f"<presence to='{shown_to}@localhost'/>")
+                await romeo.send(f"<presence to='{ROMEO_IN_ROOM}'/>")
+                await romeo.expect(presence(ROMEO_IN_ROOM))
+                await shown.expect(presence(f"{ROMEO}/orchard"))
+                nurse = await observers.enter_async_context(
+                    srv.client("nurse", resource="chamber", presence=True)
+                )
+                offline_answer = [e for e in await sync(nurse) if about(ROMEO)(e)]
+                assert [(e.get("from"), e.get("type")) for e in offline_answer] == [
+                    (ROMEO, "unavailable")
+                ]
+            # romeo has logged off: the server closed his stream after the presence cleanup
+            await shown.expect(presence(f"{ROMEO}/orchard", "unavailable"))
+            for observer in (juliet, tybalt, nurse):
+                await quiet(observer, about(ROMEO))
+            assert room.presences()[-1] == (f"{ROMEO}/orchard", ROMEO_IN_ROOM, "unavailable")
 
 
 @pytest.mark.parametrize("tybalt_shown", [False, True], ids=["tybalt-never-shown", "tybalt-shown"])
@@ -794,57 +797,57 @@ async def test_going_invisible_sends_unavailable_only_to_whom_the_session_was_sh
 async def test_invisible_session_that_requested_the_roster_gets_pushes_by_default(
     settings: dict[str, object] | None,
 ) -> None:
-    async with open_server(settings=settings) as srv:
-        async with (
-            srv.client("romeo", resource="orchard") as invisible,
-            srv.client("romeo", resource="study", presence=True) as available,
-        ):
-            for romeo in (invisible, available):
-                await request_roster(romeo)
-            await sync(invisible)
-            await rename(available, NURSE, "Angelica")
-            assert pushed_jids(await sync(invisible)) == [NURSE]
-            assert pushed_jids(await sync(available)) == [NURSE]
+    async with (
+        open_server(settings=settings) as srv,
+        srv.client("romeo", resource="orchard") as invisible,
+        srv.client("romeo", resource="study", presence=True) as available,
+    ):
+        for romeo in (invisible, available):
+            await request_roster(romeo)
+        await sync(invisible)
+        await rename(available, NURSE, "Angelica")
+        assert pushed_jids(await sync(invisible)) == [NURSE]
+        assert pushed_jids(await sync(available)) == [NURSE]
 
 
 async def test_roster_pushes_available_waits_until_the_session_is_available() -> None:
-    async with open_server(settings={"roster_pushes": "available"}) as srv:
-        async with (
-            srv.client("romeo", resource="orchard") as invisible,
-            srv.client("romeo", resource="study", presence=True) as available,
-        ):
-            for romeo in (invisible, available):
-                await request_roster(romeo)
-            await sync(invisible)
-            await rename(available, NURSE, "Angelica")
-            assert pushed_jids(await sync(invisible)) == []
-            assert pushed_jids(await sync(available)) == [NURSE]  # control
-            await invisible.send("<presence/>")
-            await sync(invisible)
-            await rename(available, TYBALT, "Prince of Cats")
-            assert pushed_jids(await sync(invisible)) == [TYBALT]  # no replay of the first
-            await invisible.send("<presence type='unavailable'/>")
-            await sync(invisible)
-            await rename(available, JULIET, "Juliet")
-            assert pushed_jids(await sync(invisible)) == []
-            assert pushed_jids(await sync(available)) == [TYBALT, JULIET]
+    async with (
+        open_server(settings={"roster_pushes": "available"}) as srv,
+        srv.client("romeo", resource="orchard") as invisible,
+        srv.client("romeo", resource="study", presence=True) as available,
+    ):
+        for romeo in (invisible, available):
+            await request_roster(romeo)
+        await sync(invisible)
+        await rename(available, NURSE, "Angelica")
+        assert pushed_jids(await sync(invisible)) == []
+        assert pushed_jids(await sync(available)) == [NURSE]  # control
+        await invisible.send("<presence/>")
+        await sync(invisible)
+        await rename(available, TYBALT, "Prince of Cats")
+        assert pushed_jids(await sync(invisible)) == [TYBALT]  # no replay of the first
+        await invisible.send("<presence type='unavailable'/>")
+        await sync(invisible)
+        await rename(available, JULIET, "Juliet")
+        assert pushed_jids(await sync(invisible)) == []
+        assert pushed_jids(await sync(available)) == [TYBALT, JULIET]
 
 
 @pytest.mark.parametrize("mode", ["requested", "available"])
 async def test_session_that_never_requested_the_roster_gets_no_pushes(mode: str) -> None:
-    async with open_server(settings={"roster_pushes": mode}) as srv:
-        async with (
-            srv.client("romeo", resource="orchard") as invisible,
-            srv.client("romeo", resource="hall", presence=True) as visible,
-            srv.client("romeo", resource="study", presence=True) as editor,
-        ):
-            await request_roster(editor)
-            for romeo in (invisible, visible):
-                await sync(romeo)
-            await rename(editor, NURSE, "Angelica")
-            assert pushed_jids(await sync(editor)) == [NURSE]  # control
-            for romeo in (invisible, visible):
-                assert pushed_jids(await sync(romeo)) == []
+    async with (
+        open_server(settings={"roster_pushes": mode}) as srv,
+        srv.client("romeo", resource="orchard") as invisible,
+        srv.client("romeo", resource="hall", presence=True) as visible,
+        srv.client("romeo", resource="study", presence=True) as editor,
+    ):
+        await request_roster(editor)
+        for romeo in (invisible, visible):
+            await sync(romeo)
+        await rename(editor, NURSE, "Angelica")
+        assert pushed_jids(await sync(editor)) == [NURSE]  # control
+        for romeo in (invisible, visible):
+            assert pushed_jids(await sync(romeo)) == []
 
 
 # ---------------------------------------------------------------- configuration

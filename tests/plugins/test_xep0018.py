@@ -247,7 +247,8 @@ async def test_going_invisible_sends_unavailable_to_every_contact_who_saw_joe() 
 async def test_invisible_joe_chats_by_full_jid_in_both_directions() -> None:
     async with open_server() as srv, open_cast(srv) as cast:
         await cast.says("joe", "<presence><status>here</status></presence>")
-        await cast.says("joe", "<presence type='invisible'/>")
+        heard = await cast.says("joe", "<presence type='invisible'/>")
+        assert heard == nobody_else(heard, **{c: [UNAVAILABLE] for c in CONTACTS})
         heard = await cast.says("joe", chat(STPETER_R1, "to-stpeter"))
         assert heard == nobody_else(heard, stpeter=[(JOE_R1, "message/chat", "to-stpeter", "ping")])
         heard = await cast.says("stpeter", chat(JOE_R1, "to-joe"))
@@ -262,7 +263,8 @@ async def test_bare_jid_message_to_invisible_joe_gets_exactly_the_offline_answer
         await cast.log_off("joe")
         offline = await bare_message_outcome(cast, "while-offline")
         await cast.log_in("joe")
-        await cast.asks("joe", "<presence type='invisible'/>")  # also takes the stored message
+        received = await cast.asks("joe", "<presence type='invisible'/>")
+        assert (STPETER_R1, "available") in {heard_as(e)[:2] for e in received}  # joe is online
         invisible = await bare_message_outcome(cast, "while-invisible")
     # no error back to stpeter, nothing handed to joe, the message stored: both times
     assert offline == ([], {}, 1)
@@ -284,14 +286,8 @@ async def test_message_stored_while_offline_is_delivered_on_invisible_initial_pr
         assert await stored_for_joe(srv) == 0
 
 
-STORED_WHILE_INVISIBLE_BUG = (
-    "bug: a message stored while joe is invisible is never handed to that session, not even "
-    "when it becomes visible: offline delivery runs only on casper_session_available, which "
-    "fired at the invisible initial presence; xep0018._apply only calls presence.reconcile"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=STORED_WHILE_INVISIBLE_BUG)
 async def test_message_stored_while_invisible_is_delivered_when_joe_becomes_visible() -> None:
     async with (
         open_server() as srv,
@@ -310,7 +306,8 @@ async def test_message_stored_while_invisible_is_kept_for_joes_next_login() -> N
         open_server() as srv,
         open_cast(srv, available=("stpeter",), joe_contacts=("stpeter",)) as cast,
     ):
-        await cast.asks("joe", "<presence type='invisible'/>")
+        received = await cast.asks("joe", "<presence type='invisible'/>")
+        assert (STPETER_R1, "available") in {heard_as(e)[:2] for e in received}  # joe is online
         await cast.says("stpeter", chat(JOE, "while-invisible"))
         await cast.log_off("joe")
         await cast.log_in("joe")
@@ -322,7 +319,9 @@ async def test_directed_visible_while_visible_to_all_sends_nothing_new() -> None
     async with open_server() as srv, open_cast(srv) as cast:
         heard = await cast.says("joe", "<presence/>")
         assert heard == nobody_else(heard, **{c: [AVAILABLE] for c in CONTACTS})
-        heard = await cast.says("joe", "<presence to='stpeter@localhost' type='visible'/>")
+        back = await cast.asks("joe", "<presence to='stpeter@localhost' type='visible'/>")
+        assert back == []  # no error: the plugin took it
+        heard = await cast.everyone_heard(but="joe")
         assert heard == nobody_else(heard)
         heard = await cast.says("joe", "<presence><show>dnd</show></presence>")
         assert heard == nobody_else(heard, **{c: [joe("dnd")] for c in CONTACTS})
@@ -347,6 +346,24 @@ async def test_stranger_sent_directed_visible_gets_presence_then_unavailable_on_
         assert heard == nobody_else(heard, stranger=[AVAILABLE])
         heard = await cast.log_off("joe")
         assert heard == nobody_else(heard, stranger=[UNAVAILABLE])
+
+
+
+
+@pytest.mark.parametrize(
+    ("first_presence", "expected"),
+    [
+        ("<presence to='rynok@localhost' type='visible'/>", {"rynok": [AVAILABLE]}),
+        ("<presence to='stpeter@localhost' type='invisible'/>", {}),
+    ],
+    ids=["visible-to-rynok", "invisible-to-stpeter"],
+)
+async def test_directed_legacy_presence_before_initial_presence_shows_joe_to_nobody_else(
+    first_presence: str, expected: dict[str, list[Heard]]
+) -> None:
+    async with open_server() as srv, open_cast(srv) as cast:
+        heard = await cast.says("joe", first_presence)
+        assert heard == nobody_else(heard, **expected)
 
 
 # Updates a client sends on its own while the user is invisible (XEP-0018 §6).
