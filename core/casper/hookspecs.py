@@ -182,6 +182,17 @@ def casper_bare_route_while_unavailable(session: Session, sender: JID) -> bool |
 
 
 @hookspec(firstresult=True)
+def casper_initial_probes_wanted(session: Session) -> bool | None:
+    """Say whether the session's initial presence probes its contacts (RFC 6121 §4.2.2).
+
+    :param session: the session sending its initial presence.
+    :return: ``False`` to send no probes (the user then gets no contact presence until
+        contacts change it), ``None`` for the core's rule (probe).
+    Stops at the first non-None result. Synchronous. Since: 1.
+    """
+
+
+@hookspec(firstresult=True)
 def casper_roster_push_wanted(session: Session) -> bool | None:
     """Say whether ``session`` gets roster pushes.
 

@@ -15,6 +15,7 @@ from xml.etree.ElementTree import Element
 
 from .errors import StanzaError
 from .jid import JID
+from .plugins import call_safely
 from .stanza import CLIENT_NS, Stanza, delay_element, make_stanza, qname
 from .subscriptions import SUBSCRIPTION_TYPES, Subscriptions
 
@@ -85,7 +86,8 @@ class PresenceService:
     async def _initial(self, session: Session) -> None:
         """Probes, pending subscription requests and offline delivery (RFC 6121 §4.2)."""
         roster = await self._server.rosters.get(session.account)
-        for contact, item in roster.items():
+        wanted = call_safely(self._server.pm, "casper_initial_probes_wanted", None, session=session)
+        for contact, item in roster.items() if wanted is not False else ():
             contact_jid = JID.parse(contact)
             if item.subscription in ("to", "both") and contact_jid.domain == self._server.domain:
                 await self._answer_local_probe(contact_jid, session.account, session)

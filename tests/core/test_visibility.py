@@ -464,6 +464,27 @@ async def test_directed_presence_while_hidden_is_delivered_and_retracted_on_logo
     assert [(e.get("type"), e.get("from")) for e in logoff] == [("unavailable", f"{ROMEO}/r1")]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: PresenceService._may_see asks Visibility.hidden() for directed-presence "
+    "recipients too, so publish() on any later broadcast update (e.g. <show>away</show>) sends "
+    "the directed recipient unavailable, undoing the user's explicit directed presence",
+)
+async def test_directed_presence_while_hidden_survives_a_broadcast_presence_update() -> None:
+    async with open_server(HideFrom(everyone=True)) as srv:
+        await make_contacts(srv, "romeo", "juliet")
+        async with srv.client("juliet", presence=True, resource="balcony") as juliet:
+            await settled(juliet)
+            async with srv.client("romeo", presence=True, resource="r1") as romeo:
+                await romeo.send(f"<presence to='{JULIET}'/>")
+                assert [e.get("type") for e in about(await drain(juliet), ROMEO)] == [None]
+                await romeo.send("<presence><show>away</show></presence>")
+                update = about(await drain(juliet), ROMEO)
+            logoff = about(await drain(juliet), ROMEO)
+    assert "unavailable" not in [e.get("type") for e in update]
+    assert [e.get("type") for e in logoff] == ["unavailable"]
+
+
 # ---------------------------------------------------------------- composition and own resources
 
 

@@ -1,0 +1,111 @@
+"""Invisible command: <invisible/> and <visible/> IQs that hide one session from everyone (XEP-0186).
+
+Strategy plugin ``invisible-command``, namespace ``urn:xmpp:invisible:1``, advertised in
+the server's disco#info. Invisibility belongs to one session and ends with it.
+
+- ``<iq type='set'><invisible xmlns='urn:xmpp:invisible:1' probe='true|false'/></iq>``:
+  the session becomes invisible. If it had sent available presence, everyone who saw it
+  gets unavailable (contacts and directed recipients alike); last activity then reports
+  the moment it went invisible. While invisible nothing is broadcast; undirected presence
+  is kept for later. ``probe`` (default true) says whether the initial presence the
+  session sends while invisible probes its contacts, so the user still sees them.
+- Outbound directed presence is delivered, and the recipient sees the session; it gets
+  unavailable when the session sends unavailable or ends — and nobody else does.
+- Inbound presence, full-JID messages and IQs are delivered; bare-JID messages, probes,
+  last activity and disco#items on the bare JID are answered as if the account were
+  offline unless another resource is visible (the core's offline-equivalent answer).
+- ``<visible/>``: the session is visible again, but nothing is broadcast until the client
+  sends its next presence.
+- The administrator's policy (``[invisibility]``) wins: a forbidden ``<invisible/>`` gets
+  ``not-allowed`` and changes nothing.
+
+What it cannot hide: IQs to the full JID (version, time, disco#info) reach the client,
+which answers them; chat states and receipts the client sends are delivered. Use
+``privacy-lists`` to block those.
+
+Hooks: ``casper_iq_handlers``, ``casper_hidden_from``, ``casper_initial_probes_wanted``,
+``casper_disco_features``. Config: none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from casper.errors import StanzaError
+from casper.hookspecs import hookimpl
+from casper.iq import IqHandler, IqRequest
+from casper.jid import JID
+
+if TYPE_CHECKING:
+    from casper.server import Server
+    from casper.session import Session
+
+NAME = "invisible-command"
+NS = "urn:xmpp:invisible:1"
+_TRUE = ("true", "1")
+_BOOLEANS = ("true", "1", "false", "0")
+
+
+@dataclass
+class InvisibleState:
+    invisible: bool = False
+    probe: bool = True
+
+
+class InvisibleCommand:
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    @hookimpl
+    def casper_iq_handlers(self) -> list[IqHandler]:
+        return [
+            IqHandler("set", NS, "invisible", self._invisible, target="account"),
+            IqHandler("set", NS, "visible", self._visible, target="account"),
+        ]
+
+    @hookimpl
+    def casper_hidden_from(self, session: Session, observer: JID) -> bool | None:
+        state: InvisibleState | None = session.peek_plugin_state(NAME)
+        if state is None or not state.invisible:
+            return None
+        directed = observer in session.directed_to or observer.bare in session.directed_to
+        return not directed
+
+    @hookimpl
+    def casper_initial_probes_wanted(self, session: Session) -> bool | None:
+        state: InvisibleState | None = session.peek_plugin_state(NAME)
+        if state is None or not state.invisible:
+            return None
+        return state.probe
+
+    @hookimpl
+    def casper_disco_features(self, target: str) -> list[str]:
+        return [NS] if target == "server" else []
+
+    async def _invisible(self, request: IqRequest) -> None:
+        session = _own_session(request)
+        probe = request.payload.get("probe", "true").strip().lower()
+        if probe not in _BOOLEANS:
+            raise StanzaError("bad-request", "probe must be a boolean")
+        if not self._server.policy.may_hide(session.account):
+            raise StanzaError("not-allowed", "invisibility is not allowed by this server's policy")
+        state = session.plugin_state(NAME, InvisibleState)
+        state.invisible, state.probe = True, probe in _TRUE
+        await self._server.presence.reconcile(session)
+
+    async def _visible(self, request: IqRequest) -> None:
+        session = _own_session(request)
+        session.plugin_state(NAME, InvisibleState).invisible = False
+        # XEP-0186 §3.2: nothing is broadcast until the client's next presence
+
+
+def _own_session(request: IqRequest) -> Session:
+    if not request.from_self or request.session is None:
+        raise StanzaError("forbidden", "only the session itself can change its invisibility")
+    return request.session
+
+
+@hookimpl
+def casper_configure(server: Server) -> None:
+    server.pm.register(InvisibleCommand(server), f"{NAME}.state")
