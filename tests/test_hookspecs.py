@@ -29,7 +29,8 @@ from casper.plugins import ENTRY_POINT_GROUP
 from casper.server import serve
 from casper.stanza import make_stanza, qname
 from casper.storage import SQLiteStorage
-from casper.testing import TestClient, open_test_server
+from casper.storage.base import RosterItem
+from casper.testing import TestClient, TestServer, open_test_server
 from casper.testing.client import closing
 from casper.verdicts import Bounce, Drop, OfflineEquivalent, Verdict
 
@@ -181,6 +182,18 @@ def note(session: Any, text: str, stanza_id: str) -> None:
     body = Element(qname("jabber:client", "body"))
     body.text = text
     session.deliver_nowait(make_stanza("message", to=session.jid, id=stanza_id, children=[body]))
+
+
+async def make_contacts(srv: TestServer, a: str, b: str) -> None:
+    """Mutual ``both`` subscription, written straight into the rosters (setup, not a test
+    of subscriptions: ``tests/core/test_visibility.py`` does the real handshake)."""
+    for account, contact in ((a, b), (b, a)):
+        item = RosterItem(jid=str(srv.jid(contact)), subscription="both")
+        await srv.server.rosters.put(srv.jid(account), item, push=False)
+
+
+def presence_from(jid: str) -> Callable[[Element], bool]:
+    return lambda e: e.tag == f"{CLIENT}presence" and e.get("from") == jid and e.get("type") is None
 
 
 async def serve_without_listeners(plugins: list[tuple[object, str]]) -> None:
@@ -471,6 +484,31 @@ async def test_hook_bare_route_while_unavailable(answer: bool | None) -> None:
         assert (to_romeo, to_juliet) == ([], ["service-unavailable"])
 
 
+class ProbePolicy:
+    """No initial probes from the resource 'quiet'; the core's rule for the others."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    @hookimpl
+    def casper_initial_probes_wanted(self, session: Any) -> bool | None:
+        self.asked.append(str(session.jid))
+        return False if session.jid.resource == "quiet" else None
+
+
+async def test_hook_initial_probes_wanted() -> None:
+    """False: the new session learns nothing of its contacts; None: it is told (probe)."""
+    plugin = ProbePolicy()
+    async with open_test_server(default_plugins=False, extra_plugins=[(plugin, "probes")]) as srv:
+        await make_contacts(srv, "romeo", "juliet")
+        async with srv.client("juliet", presence=True, resource="balcony"):
+            async with srv.client("romeo", presence=True, resource="quiet") as quiet:
+                await quiet.expect_nothing(presence_from(f"{JULIET}/balcony"))
+            async with srv.client("romeo", presence=True, resource="r1") as r1:
+                await r1.expect(presence_from(f"{JULIET}/balcony"))
+    assert plugin.asked == [f"{JULIET}/balcony", f"{ROMEO}/quiet", f"{ROMEO}/r1"]  # once each
+
+
 class PushPolicy:
     """Silences the resource 'quiet' and subscribes 'eager'; no opinion on the others."""
 
@@ -650,6 +688,49 @@ async def test_hook_session_available() -> None:
         await romeo.expect_nothing(with_id("available-note"))
     assert plugin.available == [f"{ROMEO}/r1"]
     assert greeting.findtext(f"{CLIENT}body") == "available"
+
+
+class ShowsLater:
+    """A strategy hiding romeo from juliet until told otherwise, recording who is shown."""
+
+    def __init__(self) -> None:
+        self.hiding = True
+        self.shown: list[str] = []
+
+    @hookimpl
+    def casper_hidden_from(self, session: Any, observer: JID) -> bool:
+        return self.hiding and str(observer.bare) == JULIET
+
+    @hookimpl
+    def casper_session_shown(self, session: Any) -> Callable[[], Awaitable[None]]:
+        self.shown.append(str(session.jid))
+
+        async def greet() -> None:
+            note(session, "shown", "shown-note")
+
+        return greet
+
+
+async def test_hook_session_shown() -> None:
+    """Not called at login (that is session_available); called when a strategy stops
+    hiding an available session, and its callable runs then."""
+    plugin = ShowsLater()
+    async with open_test_server(default_plugins=False, extra_plugins=[(plugin, "shows")]) as srv:
+        await make_contacts(srv, "romeo", "juliet")
+        async with (
+            srv.client("juliet", presence=True, resource="balcony") as juliet,
+            srv.client("romeo", presence=True, resource="r1") as romeo,
+        ):
+            await juliet.expect_nothing(presence_from(f"{ROMEO}/r1"))
+            assert plugin.shown == []
+            plugin.hiding = False
+            await srv.server.visibility_inputs_changed(srv.jid("romeo"))
+            await juliet.expect(presence_from(f"{ROMEO}/r1"))
+            greeting = await romeo.expect(with_id("shown-note"))
+            await srv.server.visibility_inputs_changed(srv.jid("romeo"))  # nothing new shown
+            await romeo.expect_nothing(with_id("shown-note"))
+    assert plugin.shown == [f"{ROMEO}/r1"]
+    assert greeting.findtext(f"{CLIENT}body") == "shown"
 
 
 async def _logout_and_wait_for_session_ended(within: float) -> list[tuple[str, bool, bool]]:

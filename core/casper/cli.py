@@ -3,7 +3,7 @@
 ::
 
     casper serve   [--config FILE] [--domain D] [--host H] [--port P] [--data-dir DIR]
-                   [--plugins a,b,c]
+                   [--plugins a,b,c] [--http-port P]
     casper user    add|passwd JID [--password P] | delete JID | list   [--config] [--data-dir]
     casper plugins [--config FILE]
 
@@ -128,6 +128,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "data_dir": args.data_dir,
         "plugins": args.plugins,
+        "http_port": args.http_port,
     }
     config = load_config(args.config, overrides)
     check_plugin_names(config, list(installed_plugins()))
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on")
     serve.add_argument("--port", type=int, help="c2s port (0 = any free port)")
     serve.add_argument("--plugins", type=_plugin_list, metavar="A,B,C", help="enable more")
+    serve.add_argument("--http-port", type=int, metavar="P",
+                       help="serve WebSocket and BOSH on this port (0 = any free port)")  # fmt: skip
     serve.set_defaults(func=_cmd_serve)
     _add_user_commands(commands)
     plugins = commands.add_parser(

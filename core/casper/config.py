@@ -8,11 +8,13 @@ command line or a test. The TOML layout (see ``examples/casper.toml``)::
     [tls]     cert_file key_file require_starttls
     [auth]    scram_iterations allow_plain
     [limits]  max_stanza_size max_depth outbox_size negotiation_timeout idle_timeout
+    [http]    port tls proxy_tls allowed_origins request_timeout ws_ping_interval
+              bosh_max_wait bosh_max_hold bosh_inactivity bosh_polling bosh_max_body_size
     [plugins] default enable disable
     [log]     level
     [plugin.NAME]  settings read by plugin NAME through ``Config.plugin_config(NAME)``
 
-``tls_port`` and ``idle_timeout`` are switched off with ``false`` (TOML has no null). Relative
+``tls_port``, ``idle_timeout``, ``http.port`` and ``http.ws_ping_interval`` are switched off with ``false`` (TOML has no null). Relative
 paths (``data_dir``, ``cert_file``, ``key_file``) are relative to the current directory of the
 server process, not to the config file.
 """
@@ -72,6 +74,17 @@ _OPTIONS = (
     _Option("outbox_size", "limits", "outbox_size", int, 16, 1_000_000),
     _Option("negotiation_timeout", "limits", "negotiation_timeout", float, 0, 3600, True),
     _Option("idle_timeout", "limits", "idle_timeout", float, 0, 7 * 86400, True, nullable=True),
+    _Option("http_port", "http", "port", int, 0, 65535, nullable=True),
+    _Option("http_tls", "http", "tls", bool),
+    _Option("http_proxy_tls", "http", "proxy_tls", bool),
+    _Option("http_allowed_origins", "http", "allowed_origins", tuple),
+    _Option("http_request_timeout", "http", "request_timeout", float, 0, 300, True),
+    _Option("http_ws_ping_interval", "http", "ws_ping_interval", float, 0, 3600, True, nullable=True),
+    _Option("bosh_max_wait", "http", "bosh_max_wait", int, 1, 3600),
+    _Option("bosh_max_hold", "http", "bosh_max_hold", int, 1, 16),
+    _Option("bosh_inactivity", "http", "bosh_inactivity", int, 1, 86400),
+    _Option("bosh_polling", "http", "bosh_polling", int, 0, 3600),
+    _Option("bosh_max_body_size", "http", "bosh_max_body_size", int, 1024, 64 * 1024 * 1024),
     _Option("default_plugins", "plugins", "default", bool),
     _Option("plugins", "plugins", "enable", tuple),
     _Option("disabled_plugins", "plugins", "disable", tuple),
@@ -110,6 +123,17 @@ class Config:
     negotiation_timeout: float = 30.0
     idle_timeout: float | None = None
     log_level: str = "info"
+    http_port: int | None = None  # WebSocket + BOSH listener; None disables, 0 = any free port
+    http_tls: bool = False  # https/wss with the server's certificate; plain for a proxy in front
+    http_proxy_tls: bool = False  # plain, but a TLS-terminating proxy is in front: count as secure
+    http_allowed_origins: tuple[str, ...] = ("*",)  # browser origins allowed; "*" = any
+    http_request_timeout: float = 10.0  # seconds for request headers and body
+    http_ws_ping_interval: float | None = 30.0  # WebSocket keepalive pings
+    bosh_max_wait: int = 60  # seconds a BOSH request may be held
+    bosh_max_hold: int = 1  # BOSH requests held at once per session
+    bosh_inactivity: int = 60  # seconds without a request before a BOSH session ends
+    bosh_polling: int = 2  # shortest polling interval (seconds)
+    bosh_max_body_size: int = 1024 * 1024  # bytes in one BOSH request
     invisibility: bool = True  # the administrator's switch: False = nobody may hide
     invisibility_allowed: tuple[str, ...] = ("*",)  # accounts or group names; "*" = everyone
     never_hidden_from: tuple[str, ...] = ()  # accounts or groups nobody may hide from
@@ -127,6 +151,8 @@ class Config:
             raise ConfigError("tls.cert_file and tls.key_file must be set together")
         if self.tls_port is not None and self.tls_port == self.port != 0:
             raise ConfigError(f"server.tls_port and server.port are both {self.port}")
+        if self.http_port is not None and self.http_port != 0 and self.http_port in (self.port, self.tls_port):
+            raise ConfigError(f"http.port {self.http_port} is already used by a c2s port")
 
     @property
     def enabled_plugins(self) -> tuple[str, ...]:
@@ -169,7 +195,8 @@ def _check_value(opt: _Option, value: object) -> None:
         return
     if opt.kind is tuple:
         if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigError(f"{opt.name} must be a list of plugin names, got {value!r}")
+            what = "plugin names" if opt.section == "plugins" else "non-empty strings"
+            raise ConfigError(f"{opt.name} must be a list of {what}, got {value!r}")
         return
     if not _has_kind(opt.kind, value):
         raise ConfigError(f"{opt.name} must be {_KIND_NAMES[opt.kind]}, got {value!r}")

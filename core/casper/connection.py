@@ -87,7 +87,11 @@ class Connection:
                 return None
 
     async def _receive(self) -> None:
-        data = await self.stream.receive_some(RECEIVE_SIZE)
+        try:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+        except StreamError as exc:  # a framing transport (WebSocket, BOSH) refused the input
+            self.neg.close(exc)
+            return
         if data:
             self.neg.receive_data(data)
         else:

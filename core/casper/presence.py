@@ -63,7 +63,9 @@ class PresenceService:
                 raise StanzaError("bad-request", "a subscription request needs another entity's 'to'")
             await self.subscriptions.outbound(stanza, session)
         elif kind == "probe" and stanza.to is not None:
-            await self.probe(stanza.readdressed(from_=session.account), reply_to=session)
+            # the probing resource itself is the observer: it may have been sent
+            # directed presence that its account's other resources were not
+            await self._answer_local_probe(stanza.to.bare, session.jid, session)
         elif kind == "error" and stanza.to is not None:
             await self._server.router.route(stanza)
         else:
@@ -98,6 +100,8 @@ class PresenceService:
             session.initial_presence_sent = True
             await self.subscriptions.deliver_pending(session)
             await self._server.session_available(session)
+        else:  # available again on the same stream: what was kept meanwhile comes now
+            await self._server.session_shown(session)
 
     # ------------------------------------------------------------ publishing
 
@@ -221,24 +225,24 @@ class PresenceService:
 
     # ------------------------------------------------------------ probes
 
-    async def probe(self, stanza: Stanza, reply_to: Session | None = None) -> None:
+    async def probe(self, stanza: Stanza) -> None:
         """Answer a presence probe for a local account (RFC 6121 §4.3.2)."""
         to, prober = stanza.to, stanza.from_
         assert to is not None and prober is not None
-        if to.domain != self._server.domain or to.local is None:
-            return
-        if reply_to is not None:
-            await self._answer_local_probe(to.bare, prober.bare, reply_to)
-            return
-        await self._answer_probe(to.bare, prober)
+        if to.domain == self._server.domain and to.local is not None:
+            await self._answer_probe(to.bare, prober)
 
-    async def _answer_local_probe(self, contact: JID, account: JID, session: Session) -> None:
-        """A local session asks for a contact's presence: answer straight to it."""
-        stanzas, shown = await self.probe_answer(contact, account)
+    async def _answer_local_probe(self, contact: JID, observer: JID, session: Session) -> None:
+        """A local session asks for a contact's presence: answer straight to it.
+
+        :param observer: whose view is asked: the session's account (probes on login) or
+            the session's own full JID (a probe the client sent).
+        """
+        stanzas, shown = await self.probe_answer(contact, observer)
         for stanza in stanzas:
             self._server.router.deliver(stanza.readdressed(to=session.jid), session)
         for s in shown:
-            s.seen_by.add(account)
+            s.seen_by.add(observer if observer in s.directed_to else observer.bare)
 
     async def _answer_probe(self, account: JID, prober: JID) -> None:
         stanzas, shown = await self.probe_answer(account, prober)
@@ -259,7 +263,7 @@ class PresenceService:
         item = roster.get(str(prober.bare))
         if item is None or item.subscription not in ("from", "both"):
             return [make_stanza("presence", from_=account, type="unsubscribed")], []
-        sessions = await self._server.visibility.sessions_known_to(account, prober.bare)
+        sessions = await self._server.visibility.sessions_known_to(account, prober)
         if sessions:
             return [s.presence or make_stanza("presence", from_=s.jid) for s in sessions], sessions
         return [await self.offline_presence(account, prober)], []

@@ -38,6 +38,7 @@ from .session import Session
 from .stanza import Stanza
 from .storage import Storage, open_storage
 from .tls import ensure_certificate, server_ssl_context
+from .transports.http import serve_http
 from .transports.tcp import serve_c2s
 from .visibility import Visibility
 from .xml import serialize
@@ -231,6 +232,8 @@ async def serve(
             pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))
             for spec in listeners:
                 await nursery.start(serve_c2s, server, spec.listener, spec.direct_tls)
+            if config.http_port is not None:  # WebSocket (RFC 7395) and BOSH (XEP-0206)
+                await nursery.start(serve_http, server)
             task_status.started(server)
     finally:
         if own_storage:

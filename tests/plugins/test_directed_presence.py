@@ -645,15 +645,6 @@ async def test_unavailable_presence_keeps_the_stream_and_its_routes() -> None:
             await romeo.expect(message_id(live))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: messages stored while a session was unavailable are not delivered when it "
-        "sends available presence again on the same stream (XEP-0160 §2: 'when the recipient "
-        "next sends non-negative available presence'); PresenceService._initial only calls "
-        "casper_session_available once per session (initial_presence_sent)"
-    ),
-)
 async def test_message_stored_while_gone_invisible_arrives_when_available_again() -> None:
     async with open_server() as srv:
         await befriend(srv, "romeo", "nurse")

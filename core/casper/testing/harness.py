@@ -108,6 +108,7 @@ async def open_test_server(
                  plugin_settings=plugin_settings or {}, **config)  # fmt: skip
     storage = SQLiteStorage(":memory:")
     listener: MemoryListener | None = None
+    tcp_listeners: list[trio.SocketListener] = []
     if tcp:
         tcp_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         listeners = [C2SListener(lst) for lst in tcp_listeners]
@@ -128,3 +129,5 @@ async def open_test_server(
             nursery.cancel_scope.cancel()
     finally:
         storage.close()
+        for tcp_listener in tcp_listeners:  # serve() closes them, unless it never started
+            await tcp_listener.aclose()

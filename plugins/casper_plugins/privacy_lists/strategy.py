@@ -220,17 +220,38 @@ class PrivacyLists:
             return Drop("privacy list: message")
         return Bounce("service-unavailable")
 
-    @hookimpl
-    def casper_filter_outgoing(self, stanza: Stanza, session: Session) -> Verdict | None:
+    def _outbound_denied(self, stanza: Stanza, session: Session) -> bool:
+        """Whether the list in force stops what ``session`` sends (``not-acceptable``)."""
         to = stanza.to
         if to is None or self._exempt(to, session.account):
-            return None
+            return False
         availability = stanza.kind == "presence" and stanza.type in AVAILABILITY
         item = self._decide(session, session.account, to, PRESENCE_OUT if availability else OTHER)
         # directed presence is the user's own act: only an explicit jid item stops it
-        if item is not None and (not availability or item.type == "jid"):
+        return item is not None and (not availability or item.type == "jid")
+
+    @hookimpl
+    def casper_handle_outgoing(self, stanza: Stanza, session: Session) -> bool | None:
+        """Answer a denied outbound stanza with ``not-acceptable`` straight to the sender.
+
+        Workaround: the core routes a ``Bounce`` from ``casper_filter_outgoing`` like any
+        stanza from the addressee, so the sender's own list (which denies that addressee)
+        would swallow the error. :meth:`casper_filter_outgoing` still decides the same
+        way, should this hook be skipped.
+        """
+        if not self._outbound_denied(stanza, session):
+            return None
+        if stanza.type != "error":
+            error = stanza.error_reply(Bounce("not-acceptable"))
+            session.deliver_nowait(error.readdressed(to=session.jid))
+        return True
+
+    @hookimpl
+    def casper_filter_outgoing(self, stanza: Stanza, session: Session) -> Verdict | None:
+        if self._outbound_denied(stanza, session):
             return Bounce("not-acceptable")
-        if (self.config.block_chat_states and stanza.kind == "message"
+        to = stanza.to
+        if (to is not None and self.config.block_chat_states and stanza.kind == "message"
                 and _is_notification(stanza) and self._server.visibility.hidden(session, to)):  # fmt: skip
             return Drop("privacy list: chat notification while hidden")
         return None

@@ -111,7 +111,9 @@ ROSTER_CASES = [
 
 
 @pytest.mark.parametrize(("attrs", "contact", "expected"), ROSTER_CASES)
-def test_group_and_subscription_items_read_the_roster(attrs: str, contact: str, expected: bool) -> None:
+def test_group_and_subscription_items_read_the_roster(
+    attrs: str, contact: str, expected: bool
+) -> None:
     plist = one(f"<item {attrs} action='deny' order='1'/>")
     jid = JID.parse(contact)
     assert decide(plist, jid, MESSAGE, lookup(ROSTER, jid)) == ("deny" if expected else "allow")

@@ -69,7 +69,9 @@ async def test_create_get_replace_and_push_to_every_resource():
         await home.expect(is_push("public"))
         reply = await iq(orchard, "<list name='public'/>", "get")
         items = reply.findall(f"{{{NS}}}query/{{{NS}}}list/{{{NS}}}item")
-        assert [(i.get("order"), i.get("type"), i.get("value"), i.get("action")) for i in items] == [
+        assert [
+            (i.get("order"), i.get("type"), i.get("value"), i.get("action")) for i in items
+        ] == [
             ("1", "jid", "tybalt@example.com", "deny"),
             ("2", None, None, "allow"),
         ]
@@ -136,16 +138,28 @@ BAD_SETS = [
     ("<active name='a'/><default name='a'/>", "bad-request"),  # two children
     ("<list name='a'><item action='deny' order='1'/></list><list name='b'/>", "bad-request"),
     ("<list><item action='deny' order='1'/></list>", "bad-request"),  # no name
-    ("<list name='a'><item action='deny' order='1'/><item action='allow' order='1'/></list>",
-     "bad-request"),  # fmt: skip
+    (
+        "<list name='a'><item action='deny' order='1'/><item action='allow' order='1'/></list>",
+        "bad-request",
+    ),
     ("<list name='a'><item action='deny' order='-5'/></list>", "bad-request"),
     ("<list name='a'><item action='deny'/></list>", "bad-request"),
-    ("<list name='a'><item type='jid' value='a@@b' action='deny' order='1'/></list>", "bad-request"),
-    ("<list name='a'><item type='subscription' value='all' action='deny' order='1'/></list>",
-     "bad-request"),  # fmt: skip
-    ("<list name='a'><item type='jid' value='a@b' action='maybe' order='1'/></list>", "bad-request"),
-    ("<list name='a'><item type='group' value='Nobody' action='deny' order='1'/></list>",
-     "item-not-found"),  # a group not in the roster  # fmt: skip
+    (
+        "<list name='a'><item type='jid' value='a@@b' action='deny' order='1'/></list>",
+        "bad-request",
+    ),
+    (
+        "<list name='a'><item type='subscription' value='all' action='deny' order='1'/></list>",
+        "bad-request",
+    ),
+    (
+        "<list name='a'><item type='jid' value='a@b' action='maybe' order='1'/></list>",
+        "bad-request",
+    ),
+    (
+        "<list name='a'><item type='group' value='Nobody' action='deny' order='1'/></list>",
+        "item-not-found",
+    ),  # a group not in the roster
     ("<list name='missing'/>", "item-not-found"),  # removing an unknown list
     ("<active name='missing'/>", "item-not-found"),
     ("<default name='missing'/>", "item-not-found"),
@@ -167,7 +181,9 @@ async def test_group_items_need_a_group_of_the_roster():
     async with open_privacy_server() as srv:
         await link(srv, "romeo", "nurse", "both", groups=["Enemies"])
         async with srv.client("romeo") as romeo:
-            await set_list(romeo, "g", "<item type='group' value='Enemies' action='deny' order='1'/>")
+            await set_list(
+                romeo, "g", "<item type='group' value='Enemies' action='deny' order='1'/>"
+            )
 
 
 async def test_get_errors():
@@ -202,7 +218,9 @@ async def test_limits():
         await set_list(romeo, "b", "<item action='deny' order='1'/>")
         reply = await iq(romeo, "<list name='c'><item action='deny' order='1'/></list>")
         assert error_condition(reply) == "not-allowed"
-        await set_list(romeo, "a", "<item action='deny' order='1'/><item action='allow' order='2'/>")
+        await set_list(
+            romeo, "a", "<item action='deny' order='1'/><item action='allow' order='2'/>"
+        )
         items = "".join(f"<item action='deny' order='{n}'/>" for n in range(3))
         assert error_condition(await iq(romeo, f"<list name='a'>{items}</list>")) == "not-allowed"
 
@@ -236,7 +254,11 @@ async def test_removing_a_list_active_on_another_resource_is_a_conflict():
         await sync(orchard)
         assert error_condition(await iq(orchard, "<list name='private'/>")) == "conflict"
         await orchard.expect_nothing(is_push())
-        assert (await get_names(home)) == {"active": "private", "default": None, "lists": ["private"]}
+        assert (await get_names(home)) == {
+            "active": "private",
+            "default": None,
+            "lists": ["private"],
+        }
         await set_active(home, None)
         assert (await iq(orchard, "<list name='private'/>")).get("type") == "result"
 
@@ -301,7 +323,9 @@ async def test_removing_the_default_list_declines_the_default():
             await set_default(romeo, "public")
             assert (await iq(romeo, "<list name='public'/>")).get("type") == "result"
             assert await get_names(romeo) == {"active": None, "default": None, "lists": []}
-        assert srv.server.pm.get_plugin("privacy-lists.state").store.default(srv.jid("romeo")) is None
+        assert (
+            srv.server.pm.get_plugin("privacy-lists.state").store.default(srv.jid("romeo")) is None
+        )
 
 
 # ---------------------------------------------------------------- discovery and config
@@ -311,7 +335,9 @@ async def test_server_advertises_the_feature():
     async with open_privacy_server() as srv, srv.client("romeo") as romeo:
         reply = await query(romeo, "localhost",
                             "<query xmlns='http://jabber.org/protocol/disco#info'/>")  # fmt: skip
-        features = {f.get("var") for f in reply.iter("{http://jabber.org/protocol/disco#info}feature")}
+        features = {
+            f.get("var") for f in reply.iter("{http://jabber.org/protocol/disco#info}feature")
+        }
         assert NS in features
 
 

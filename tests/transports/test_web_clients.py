@@ -1,0 +1,106 @@
+"""Real third-party XMPP clients, from the npm registry, against Casper's web transports.
+
+The clients are @xmpp/client (xmpp.js, WebSocket) and strophe.js (BOSH and WebSocket), run
+by ``node`` on ``tests/transports/js/chat.mjs``: two of them log in, see each other's
+presence, exchange a message each way, and one logs out while the other sees it go. The
+script prints one JSON line, checked here.
+
+The browser test serves converse.js (the web chat client) on localhost and drives it in
+Debian's headless chromium through playwright-core (``js/converse.mjs``): log in over
+WebSocket or BOSH, see a contact online, receive and send a message, take a screenshot.
+
+Setup (what ``.ci/run`` does)::
+
+    apt-get install -y nodejs npm chromium
+    npm ci --prefix tests/transports/js
+
+Each test skips, saying why, when ``node``, ``node_modules`` or chromium is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from casper.storage.base import RosterItem
+
+from tests.transports.clients import http_request
+from tests.transports.conftest import HOST, Web
+
+JS = Path(__file__).with_name("js")
+NODE_TIMEOUT = 60
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (apt-get install -y nodejs npm)")
+    if not (JS / "node_modules" / "@xmpp" / "client").is_dir():
+        pytest.skip(f"node_modules missing: run `npm ci --prefix {JS.relative_to(Path.cwd())}`")
+    return node
+
+
+async def _contacts(web: Web, a: str, b: str) -> None:
+    rosters = web.srv.server.rosters
+    await rosters.put(web.srv.jid(a), RosterItem(jid=str(web.srv.jid(b)), subscription="both"), push=False)
+    await rosters.put(web.srv.jid(b), RosterItem(jid=str(web.srv.jid(a)), subscription="both"), push=False)
+
+
+async def run_node(script: str, config: dict[str, Any], timeout: float = NODE_TIMEOUT) -> dict[str, Any]:
+    """Run ``node js/<script> <config as JSON>`` and return the JSON it printed last."""
+    node = _node()
+    with trio.fail_after(timeout):
+        done = await trio.run_process([node, str(JS / script), json.dumps(config)], cwd=JS,
+                                      capture_stdout=True, capture_stderr=True, check=False)  # fmt: skip
+    lines = [line for line in done.stdout.decode().splitlines() if line.startswith("{")]
+    assert lines, f"no JSON from {script}: {done.stdout.decode()}\n{done.stderr.decode()}"
+    result = json.loads(lines[-1])
+    assert done.returncode == 0 and result.get("ok"), (result, done.stderr.decode()[-3000:])
+    return result
+
+
+def _actor(web: Web, lib: str, transport: str, user: str) -> dict[str, str]:
+    service = web.ws_url if transport == "websocket" else web.bosh_url
+    return {"lib": lib, "service": service, "user": user, "password": "secret", "resource": lib}
+
+
+PAIRS = [
+    pytest.param(("xmpp.js", "websocket"), ("xmpp.js", "websocket"), id="xmppjs-ws--xmppjs-ws"),
+    pytest.param(("strophe", "bosh"), ("strophe", "bosh"), id="strophe-bosh--strophe-bosh"),
+    pytest.param(("strophe", "websocket"), ("strophe", "bosh"), id="strophe-ws--strophe-bosh"),
+    pytest.param(("xmpp.js", "websocket"), ("strophe", "bosh"), id="xmppjs-ws--strophe-bosh"),
+]
+
+
+@pytest.mark.parametrize(("romeo", "juliet"), PAIRS)
+async def test_node_clients_chat(web: Web, romeo: tuple[str, str], juliet: tuple[str, str]) -> None:
+    _node()
+    await _contacts(web, "romeo", "juliet")
+    result = await run_node("chat.mjs", {
+        "domain": web.domain,
+        "romeo": _actor(web, *romeo, "romeo"),
+        "juliet": _actor(web, *juliet, "juliet"),
+    })  # fmt: skip
+    r, j = result["romeo"], result["juliet"]
+    assert r["jid"].startswith("romeo@localhost/") and j["jid"].startswith("juliet@localhost/")
+    assert r["sawPresenceFrom"] == j["jid"] and j["sawPresenceFrom"] == r["jid"]
+    assert j["received"] == {"from": r["jid"], "body": "Wherefore art thou?"}
+    assert r["received"] == {"from": j["jid"], "body": "Here, on the balcony."}
+    assert r["sawUnavailableFrom"] == j["jid"]
+    await wait_all_gone(web)
+
+
+async def wait_all_gone(web: Web) -> None:
+    """Every session the clients opened ends (their logout reached the server)."""
+    with trio.fail_after(10):
+        while True:
+            status, _, content = await http_request(HOST, web.port, "GET", "/health")
+            health = json.loads(content)
+            if status == 200 and health["sessions"] == 0 and health["bosh_sessions"] == 0:
+                return
+            await trio.sleep(0.05)
