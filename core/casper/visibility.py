@@ -34,6 +34,8 @@ class Visibility:
         """Whether any strategy plugin hides ``session`` from ``observer``."""
         if observer.bare == session.account:
             return False  # an account's own resources always see each other
+        if observer in session.directed_to or observer.bare in session.directed_to:
+            return False  # the user showed itself to this entity explicitly (directed presence)
         if not self._server.policy.may_hide_from(session.account, observer):
             return False  # the administrator's policy overrides every strategy
         results = self._server.pm.hook.casper_hidden_from(session=session, observer=observer)

@@ -76,7 +76,9 @@ def handle_admin(room: Room, stanza: Stanza, out: Outcome) -> Element | None:
     return None
 
 
-def _plan(room: Room, actor_role: str, actor_affiliation: str, item: Element) -> RoleChange | AffiliationChange:
+def _plan(
+    room: Room, actor_role: str, actor_affiliation: str, item: Element
+) -> RoleChange | AffiliationChange:
     role, affiliation, nick = item.get("role"), item.get("affiliation"), item.get("nick")
     reason = item.findtext(qname(ADMIN_NS, "reason"))
     if affiliation is not None:
@@ -91,8 +93,12 @@ def _plan(room: Room, actor_role: str, actor_affiliation: str, item: Element) ->
     if role is not None:
         target = room.by_nick(nick) if nick is not None else None
         if target is None:
-            raise StanzaError("item-not-found" if nick else "bad-request", "no occupant has that nick")
-        check_role_change(actor_role, actor_affiliation, target.role, room.affiliation(target.jid), role)
+            raise StanzaError(
+                "item-not-found" if nick else "bad-request", "no occupant has that nick"
+            )
+        check_role_change(
+            actor_role, actor_affiliation, target.role, room.affiliation(target.jid), role
+        )
         return RoleChange(target, role, reason)
     raise StanzaError("bad-request", "an item changes a role or an affiliation")
 
@@ -118,7 +124,9 @@ def _apply_role(room: Room, change: RoleChange, actor: str | None, out: Outcome)
         _show_room_to_new_moderator(room, target, out)
 
 
-def _apply_affiliation(room: Room, change: AffiliationChange, actor: str | None, out: Outcome) -> None:
+def _apply_affiliation(
+    room: Room, change: AffiliationChange, actor: str | None, out: Outcome
+) -> None:
     room.set_affiliation(change.jid, change.affiliation)
     out.save = True
     for occupant in room.of_account(change.jid):
@@ -150,7 +158,9 @@ def _list(room: Room, actor: Occupant | None, actor_role: str, actor_affiliation
     query = Element(qname(ADMIN_NS, "query"))
     if affiliation is not None:
         for jid in room.with_affiliation(affiliation):
-            SubElement(query, qname(ADMIN_NS, "item"), {"affiliation": affiliation, "jid": str(jid)})
+            SubElement(
+                query, qname(ADMIN_NS, "item"), {"affiliation": affiliation, "jid": str(jid)}
+            )
         return query
     for occupant in room.occupants.values():
         if occupant.role == role:

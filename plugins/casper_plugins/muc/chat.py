@@ -31,7 +31,7 @@ from casper.jid import JID, InvalidJID
 from casper.stanza import CLIENT_NS, Stanza, make_stanza, qname
 
 from . import occupancy
-from .model import HistoryEntry, Occupant, Outcome, Room, USER_NS
+from .model import USER_NS, HistoryEntry, Occupant, Outcome, Room
 from .roles import has
 from .stanzas import KICKED, KICKED_ON_ERROR, text_element, user_x
 
@@ -80,12 +80,16 @@ def _occupant(sender: Occupant | None) -> Occupant:
     return sender
 
 
-def groupchat(room: Room, sender: Occupant | None, stanza: Stanza, now: float, out: Outcome) -> None:
+def groupchat(
+    room: Room, sender: Occupant | None, stanza: Stanza, now: float, out: Outcome
+) -> None:
     occupant = _occupant(sender)
     subject = stanza.element.find(SUBJECT)
     is_subject = subject is not None and stanza.element.find(BODY) is None
     if is_subject:
-        may = has(occupant.role, "subject") or (room.config.change_subject and has(occupant.role, "speak"))
+        may = has(occupant.role, "subject") or (
+            room.config.change_subject and has(occupant.role, "speak")
+        )
         if not may:
             raise StanzaError("forbidden", "you may not change the subject")
     elif not has(occupant.role, "speak"):
@@ -131,10 +135,14 @@ def may_invite(room: Room, occupant: Occupant) -> bool:
         return True
     if room.config.members_only:
         return room.config.allow_invites and has(occupant.role, "invite")
-    return occupant.role == "moderator" or (room.config.allow_invites and has(occupant.role, "invite"))
+    return occupant.role == "moderator" or (
+        room.config.allow_invites and has(occupant.role, "invite")
+    )
 
 
-def invitations(room: Room, sender: Occupant | None, stanza: Stanza, x: Element, out: Outcome) -> None:
+def invitations(
+    room: Room, sender: Occupant | None, stanza: Stanza, x: Element, out: Outcome
+) -> None:
     assert stanza.from_ is not None
     invites = x.findall(qname(USER_NS, "invite"))
     if invites:
@@ -169,7 +177,9 @@ def _invite(room: Room, inviter: Occupant, invitee: JID, reason: str | None, out
     payload = [element]
     if room.config.password_protected:
         payload.append(text_element(USER_NS, "password", room.config.password))
-    text = f"{inviter.jid.bare} invites you to the room {room.jid}" + (f": {reason}" if reason else "")
+    text = f"{inviter.jid.bare} invites you to the room {room.jid}" + (
+        f": {reason}" if reason else ""
+    )
     out.send(make_stanza("message", from_=room.jid, to=invitee,
                          children=[text_element(CLIENT_NS, "body", text), user_x(payload)]))  # fmt: skip
     if room.config.members_only and room.affiliation(invitee) == "none":

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from casper.config import ConfigError
-from casper.jid import InvalidJID, JID
+from casper.jid import JID, InvalidJID
 
 NAME = "muc"
 _INT_BOUNDS = {
@@ -36,8 +36,14 @@ class Config:
         for key, value in values.items():
             if key in _INT_BOUNDS:
                 low, high = _INT_BOUNDS[key]
-                if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                    raise ConfigError(f"plugin.{NAME}.{key} must be an integer in {low}..{high}, got {value!r}")
+                if (
+                    not isinstance(value, int)
+                    or isinstance(value, bool)
+                    or not low <= value <= high
+                ):
+                    raise ConfigError(
+                        f"plugin.{NAME}.{key} must be an integer in {low}..{high}, got {value!r}"
+                    )
             elif key == "lock_new_rooms":
                 if not isinstance(value, bool):
                     raise ConfigError(f"plugin.{NAME}.{key} must be true or false, got {value!r}")
@@ -52,5 +58,7 @@ class Config:
         except InvalidJID as exc:
             raise ConfigError(f"plugin.{NAME}.subdomain {self.subdomain!r}: {exc}") from None
         if "@" in self.subdomain or "/" in self.subdomain:
-            raise ConfigError(f"plugin.{NAME}.subdomain must be a domain label, got {self.subdomain!r}")
+            raise ConfigError(
+                f"plugin.{NAME}.subdomain must be a domain label, got {self.subdomain!r}"
+            )
         return jid.domain

@@ -80,7 +80,9 @@ def config_form(room: Room) -> Element:
     SubElement(x, qname(DATA_NS, "title")).text = f"Configuration of {room.jid}"
     _field(x, "FORM_TYPE", "hidden", None, [ROOMCONFIG])
     for spec in FIELDS:
-        element = _field(x, spec.var, spec.type, spec.label, [_as_text(getattr(room.config, spec.attr))])
+        element = _field(
+            x, spec.var, spec.type, spec.label, [_as_text(getattr(room.config, spec.attr))]
+        )
         for value, label in spec.options:
             option = SubElement(element, qname(DATA_NS, "option"), {"label": label})
             SubElement(option, qname(DATA_NS, "value")).text = value

@@ -31,8 +31,9 @@ AFFILIATION_POWERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 
 # what each role may do in the room (XEP-0045 §5.1, the table of privileges)
 ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
-    "moderator": frozenset({"present", "receive", "speak", "subject", "invite", "pm", "kick",
-                            "voice", "list-roles"}),  # fmt: skip
+    "moderator": frozenset(
+        {"present", "receive", "speak", "subject", "invite", "pm", "kick", "voice", "list-roles"}
+    ),
     "participant": frozenset({"present", "receive", "speak", "invite", "pm"}),
     "visitor": frozenset({"present", "receive", "pm"}),
     "none": frozenset(),

@@ -258,7 +258,11 @@ def _occupant_iq(room: Room, stanza: Stanza, tag: str) -> Element | None:
     occupant = room.by_real(stanza.from_)
     if occupant is None:
         raise StanzaError("not-acceptable", "you are not in the room")
-    if tag == PING and stanza.type == "get" and nick_key(stanza.to.resource) == nick_key(occupant.nick):
+    if (
+        tag == PING
+        and stanza.type == "get"
+        and nick_key(stanza.to.resource) == nick_key(occupant.nick)
+    ):
         return None
     raise StanzaError("service-unavailable", "IQs are not passed on to occupants")
 

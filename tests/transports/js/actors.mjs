@@ -6,9 +6,17 @@
 import xhr2 from "xhr2";
 import WebSocket from "ws";
 
-// Node 20 has neither a global WebSocket (xmpp.js needs one) nor XMLHttpRequest (strophe's BOSH).
+// Node 20 has neither a global WebSocket (xmpp.js needs one) nor XMLHttpRequest (strophe's
+// BOSH). xhr2 provides the latter but without `responseXML`, which strophe's BOSH reads;
+// browsers parse it natively, here strophe's own DOMParser shim (@xmldom/xmldom) does.
+class XMLHttpRequestWithXML extends xhr2 {
+  get responseXML() {
+    const text = this.responseText;
+    return text ? new globalThis.DOMParser().parseFromString(text, "text/xml") : null;
+  }
+}
 globalThis.WebSocket ??= WebSocket;
-globalThis.XMLHttpRequest ??= xhr2;
+globalThis.XMLHttpRequest ??= XMLHttpRequestWithXML;
 
 const STEP_MS = 10000;
 
@@ -95,6 +103,10 @@ export class StropheActor {
     this.S = strophe;
     this.conn = new Strophe.Connection(this.service);
     this.transport = this.service.startsWith("ws") ? "websocket" : "bosh";
+    if (process.env.XMPP_DEBUG) {
+      this.conn.rawInput = (data) => console.error(`strophe ${this.jidWanted} IN ${data}`);
+      this.conn.rawOutput = (data) => console.error(`strophe ${this.jidWanted} OUT ${data}`);
+    }
     const text = (el, name) => {
       const child = el.getElementsByTagName(name)[0];
       return child ? Strophe.getText(child) : null;

@@ -35,7 +35,7 @@ async function main() {
   step("messages exchanged");
 
   await juliet.stop();
-  const gone = (s) => s.name === "presence" && s.type === "unavailable" && bare(s.from) === bare(juliet.jid);
+  const gone = (s) => s.name === "presence" && s.type === "unavailable" && s.from === juliet.jid;
   result.romeo.sawUnavailableFrom = (await romeo.waitFor(gone, "juliet's unavailable presence")).from;
   step("logout seen");
   await romeo.stop();
