@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
+from .config import ConfigError
 from .jid import JID
 
 if TYPE_CHECKING:
@@ -80,20 +81,33 @@ class IqHandler:
 
 
 class IqTable:
-    """The dispatch table built once at startup from every plugin's declarations."""
+    """The dispatch table built once at startup from every plugin's declarations.
 
-    def __init__(self, handlers: Iterable[IqHandler]) -> None:
+    :param handlers: ``(plugin name, handler)`` pairs.
+    :raises ConfigError: two handlers for the same ``(target, type, payload)``.
+    """
+
+    def __init__(self, handlers: Iterable[tuple[str, IqHandler]]) -> None:
         self._table: dict[tuple[str, str, str], IqHandler] = {}
-        for handler in handlers:
+        self._owner: dict[tuple[str, str, str], str] = {}
+        for plugin, handler in handlers:
             if handler.key in self._table:
-                raise ValueError(f"two IQ handlers for {handler.key}")
+                raise ConfigError(
+                    f"plugins {self._owner[handler.key]!r} and {plugin!r} both handle "
+                    f"{handler.type} {handler.key[2]} for the {handler.target}"
+                )
             self._table[handler.key] = handler
+            self._owner[handler.key] = plugin
 
     def lookup(self, target: str, stanza: Stanza) -> IqHandler | None:
         payload = stanza.payload
         if payload is None or stanza.type not in ("get", "set"):
             return None
         return self._table.get((target, stanza.type, payload.tag))
+
+    def owner(self, handler: IqHandler) -> str:
+        """The name of the plugin that declared ``handler``."""
+        return self._owner.get(handler.key, "core")
 
     def namespaces(self, target: str) -> set[str]:
         """Payload namespaces with a handler for ``target`` (used by disco)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .errors import StanzaError, StreamError
 from .iq import IqRequest
 from .jid import JID
-from .plugins import call_safely, culprit
+from .plugins import call_safely
 from .stanza import Stanza
 from .verdicts import Bounce, Drop, OfflineEquivalent, Verdict
 
@@ -215,9 +215,9 @@ class Router:
             await self.bounce(stanza, exc)
             return
         except Exception as exc:
-            name = culprit(self._server.pm, "casper_iq_handlers", exc)
-            log.error("IQ handler %s (plugin %s) crashed on id %s", handler.name, name,
-                      stanza.id, exc_info=exc)  # fmt: skip
+            log.error("plugin %r crashed in its IQ handler for %s (stanza id %s)",
+                      self._server.iq_table.owner(handler), handler.name, stanza.id,
+                      exc_info=exc)  # fmt: skip
             await self.bounce(stanza, StanzaError("internal-server-error"))
             return
         await self.route(stanza.result(payload))

@@ -70,7 +70,7 @@ class Server:
         self.visibility = Visibility(self)
         self.presence = PresenceService(self)
         self.rosters = Rosters(self)
-        self.iq_table = IqTable(())
+        self.iq_table = IqTable([])
         self.components: dict[str, ComponentHandler] = {}
         self.started_at = time.time()
         # unknown users get believable SCRAM salts derived from this secret
@@ -85,9 +85,9 @@ class Server:
 
     def build_iq_table(self) -> None:
         """Collect core and plugin IQ handlers once; duplicates are a startup error."""
-        handlers = list(self.rosters.iq_handlers())
-        for result in self.pm.hook.casper_iq_handlers():
-            handlers.extend(result or ())
+        handlers = [("core", h) for h in self.rosters.iq_handlers()]
+        for impl in self.pm.hook.casper_iq_handlers.get_hookimpls():
+            handlers.extend((impl.plugin_name, h) for h in impl.function() or ())
         self.iq_table = IqTable(handlers)
 
     def plugin_config(self, name: str) -> Any:

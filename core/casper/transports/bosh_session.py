@@ -186,7 +186,7 @@ class BoshSession:
         self.requests = self.hold + 1
         self.state = State.ACTIVE
         self.condition: str | None = None  #: the terminal binding condition, once ended
-        self.reason: str | None = None  #: why it ended: "client", "server", "inactive"...
+        self.reason: str | None = None  #: who ended it: client, server, inactive or refused
         self._creation_rid = self._last_rid = request.rid
         self._creation_attrs = {
             "sid": sid, "wait": str(self.wait), "requests": str(self.requests),
@@ -210,6 +210,7 @@ class BoshSession:
             header["xml:lang"] = attrs[_XML_LANG]
         self._inbound += stream_header_for(header)
         self._hold_request(request.rid)
+        self._flush()
 
     @classmethod
     def create(cls, sid: str, request: BoshRequest, *, domain: str, limits: BoshLimits,
@@ -294,7 +295,7 @@ class BoshSession:
             getattr(self, handler)(payload)
         except BoshError as exc:
             if self.state is State.ACTIVE:
-                self._terminate(exc.condition)
+                self._terminate(exc.condition, reason="refused")
             raise
         self._flush()
 
@@ -329,7 +330,7 @@ class BoshSession:
             self._inbound += standalone(element, CLIENT_NS)
         if request.type == "terminate":
             self._inbound += STREAM_CLOSE
-            self._terminate(None, answer=request.rid)
+            self._terminate(None, answer=request.rid, reason="client")
             return
         if not request.payload and not request.restart:
             self._check_polling()
@@ -358,7 +359,7 @@ class BoshSession:
     def _on_close(self, condition: str | None) -> None:
         if condition is None and self._stream_error:
             condition = "remote-stream-error"
-        self._terminate(condition)
+        self._terminate(condition, reason="server")
 
     def _on_tick(self, _payload: None) -> None:
         while self._held and min(deadline for _rid, deadline in self._held) <= self._now:
@@ -367,8 +368,7 @@ class BoshSession:
             self._answer(expired[0])
         if not self._held and self._idle_since is not None:
             if self._now >= self._idle_since + self.limits.inactivity:
-                self._terminate(None)
-                self.reason = "inactive"
+                self._terminate(None, reason="inactive")
 
     def _on_late_request(self, request: BoshRequest) -> None:
         if request.rid in self._answers:
@@ -378,10 +378,10 @@ class BoshSession:
     def _ignore(self, _payload: object) -> None:
         pass
 
-    def _terminate(self, condition: str | None, answer: int | None = None) -> None:
+    def _terminate(self, condition: str | None, *, reason: str, answer: int | None = None) -> None:
         """Answer every open request with ``type='terminate'`` (and the output so far)."""
         self.state = State.TERMINATED
-        self.condition = condition
+        self.condition, self.reason = condition, reason
         open_rids = [rid for rid, _ in self._held] + sorted(self._early)
         if answer is not None:
             open_rids.append(answer)
@@ -395,8 +395,8 @@ class BoshSession:
 
     def _flush(self) -> None:
         """Rule 4: answer beyond ``hold``, and give output to the oldest held request."""
-        if self.state is State.TERMINATED:
-            return
+        if self.state is State.TERMINATED or self._stream_error:
+            return  # a stream error goes out with the terminate answer (rule 8)
         while len(self._held) > self.hold or (self._pending and self._held):
             rid, _deadline = self._held.popleft()
             self._answer(rid)

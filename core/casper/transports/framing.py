@@ -133,6 +133,7 @@ class StreamSplitter:
 
     def __init__(self) -> None:
         self._parser = self._new_parser()
+        self._authenticated = False
 
     @staticmethod
     def _new_parser() -> XMLStreamParser:
@@ -141,10 +142,23 @@ class StreamSplitter:
     def feed(self, data: bytes) -> list[Frame]:
         """Return the frames completed by ``data``.
 
+        Until SASL succeeds the bytes go to the parser one tag at a time, so that a new
+        stream header written right after ``<success/>`` reaches the new parser.
+
         :raises RemoteProtocolError: the bytes are not a stream (a bug in the caller).
         """
-        self._parser.feed(data)
         frames: list[Frame] = []
+        while data and not self._authenticated:
+            cut = data.find(b">") + 1 or len(data)
+            self._parser.feed(data[:cut])
+            data = data[cut:]
+            self._pull(frames)
+        if data:
+            self._parser.feed(data)
+            self._pull(frames)
+        return frames
+
+    def _pull(self, frames: list[Frame]) -> None:
         while (event := self._parser.next_event()) is not NEED_DATA:
             if isinstance(event, StreamOpened):
                 frames.append(Opened(event.attrs))
@@ -153,8 +167,5 @@ class StreamSplitter:
             else:
                 frames.append(ElementOut(event.element))
                 if event.element.tag == SASL_SUCCESS:
-                    rest = self._parser.trailing_bytes()
+                    self._authenticated = True
                     self._parser = self._new_parser()
-                    if rest:
-                        self._parser.feed(rest)
-        return frames

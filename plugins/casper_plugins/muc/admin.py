@@ -199,16 +199,22 @@ def handle_owner(room: Room, stanza: Stanza, out: Outcome, max_users: int) -> El
         return None
     if form.get("type") != "submit":
         raise StanzaError("bad-request", "the form must be submitted or cancelled")
-    apply_config(room, parse_submission(form, room.config, max_users), out)
+    apply_config(room, parse_submission(form, room.config, max_users), stanza.from_, out)
     return None
 
 
-def apply_config(room: Room, new: RoomConfig, out: Outcome) -> None:
+def apply_config(room: Room, new: RoomConfig, owner: JID, out: Outcome) -> None:
     """Adopt a new configuration and tell the occupants what kind of change it was
-    (status 104; 172/173/174 when the anonymity changed, which is privacy-relevant)."""
+    (status 104; 172/173/174 when the anonymity changed, which is privacy-relevant).
+
+    The owner who made the change takes its anonymity for its own occupants (it chose
+    it); everyone else keeps the one they joined under until they rejoin.
+    """
     old, was_locked = room.config, room.locked
     room.config, room.locked = new, False
     out.save = True
+    for occupant in room.of_account(owner):
+        occupant.exposure = new.whois
     if was_locked or new == old:
         return
     if new.members_only and not old.members_only:

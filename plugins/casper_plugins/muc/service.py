@@ -55,7 +55,7 @@ class MucService:
         self.config = config
         self.domain = config.service_domain(server.domain)
         self.rooms: dict[JID, Room] = {}
-        self._stored: set[JID] = set()
+        self._stored: dict[JID, str] = {}  # room -> the account it is stored under
         self._send, self._inbox = trio.open_memory_channel[Stanza | JID](config.queue_size)
         self.ready = trio.Event()  # set once the stored rooms are loaded
 
@@ -95,17 +95,17 @@ class MucService:
                 log.exception("MUC failed on %r", item)
 
     async def load(self) -> None:
-        storage, db = self.server.storage, self.server.db
-        for key in await db(storage.plugin_keys, store.NAME, self.domain):
-            text = await db(storage.plugin_get, store.NAME, self.domain, key)
-            jid = JID.make(key, self.domain)
+        found = await self.server.db(store.stored_rooms, self.server.storage, self.domain)
+        for anchor, jid, text in found:
             try:
-                room = store.load(jid, text or "", history_size=self.config.history_size)
+                room = store.load(jid, text, history_size=self.config.history_size)
             except (ValueError, TypeError) as exc:
                 log.error("stored room %s is unreadable and was skipped: %s", jid, exc)
                 continue
+            if jid in self.rooms:
+                log.warning("room %s is stored twice; keeping the copy under %s", jid, anchor)
             self.rooms[jid] = room
-            self._stored.add(jid)
+            self._stored[jid] = anchor
         log.info("MUC service %s: %d stored rooms loaded", self.domain, len(self.rooms))
 
     # ------------------------------------------------------------------ one input
@@ -148,16 +148,19 @@ class MucService:
                 log.exception("MUC could not send %r", stanza)
 
     async def _persist(self, room: Room, out: Outcome, gone: bool) -> None:
-        storage, db, key = self.server.storage, self.server.db, room.jid.local
-        assert key is not None
+        storage, db = self.server.storage, self.server.db
+        anchor = self._stored.get(room.jid)
         try:
             if (gone and out.destroyed) or not room.config.persistent:
-                if room.jid in self._stored:
-                    await db(storage.plugin_delete, store.NAME, self.domain, key)
-                    self._stored.discard(room.jid)
-            elif out.save or room.jid not in self._stored:
-                await db(storage.plugin_put, store.NAME, self.domain, key, store.dump(room))
-                self._stored.add(room.jid)
+                if anchor is not None:
+                    await db(store.delete, storage, room.jid, anchor)
+                    del self._stored[room.jid]
+            elif out.save or anchor is None:
+                candidates = store.anchors(room, self.server.domain)
+                value = store.dump(room)
+                anchor = await db(store.save, storage, room.jid, candidates, anchor, value)
+                if anchor is not None:
+                    self._stored[room.jid] = anchor
         except Exception:
             log.exception("MUC could not store room %s", room.jid)
 

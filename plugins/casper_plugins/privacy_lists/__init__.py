@@ -28,24 +28,31 @@ What it cannot hide:
   whatever chat state, receipt request or event it carries (filters can't edit stanzas).
 - directed presence: an outbound presence *to* someone (a room join, "visible to
   Juliet") is the user's explicit act. It passes a presence-out deny unless the deciding
-  item is a ``jid`` item (a fall-through, group or subscription deny does not stop it).
-  Entities the session sent directed presence to stay able to see it (the same rule for
-  the visibility decision, so a list edit doesn't send the room unavailable), and their
-  availability and error presence reach the session despite a ``presence-in`` deny
-  (matched by bare JID: a room reflects occupants from many nicknames).
+  item is a ``jid`` item (a fall-through, group or subscription deny does not stop it;
+  a ``jid`` deny bounces it ``not-acceptable``). The core never hides a session from
+  whom it sent directed presence, so a list edit doesn't send the room unavailable; an
+  edit that puts in force a ``jid`` item denying presence-out to such a recipient is as
+  explicit, and withdraws that directed presence (the recipient gets unavailable).
+  Availability and error presence from where the session sent directed presence pass a
+  ``presence-in`` deny that is not a ``jid`` item (matched by bare JID: a room reflects
+  occupants from many nicknames).
 - a ``user@domain/resource`` presence-out item only affects what is addressed to that
   full JID: broadcasts go to a contact's bare JID.
 - subscription requests and probes from a blocked entity are still processed by the core
   (roster state, probe answers); only their delivery to the sessions is filtered.
+- the administrator's policy (``[invisibility]``) comes first: where the account may not
+  hide, activating or defaulting a list that denies ``<presence-out/>`` is refused
+  ``not-allowed``, and ``never_hidden_from`` observers see the user whatever the list.
 
 Blocked inbound stanzas (XEP-0016 §2.13): presence dropped; IQ get/set answered
-``service-unavailable`` exactly as for an offline resource, other IQs dropped; messages
-to a session whose active list denies them are handled as if that session were offline
-(other resources, then the account level); at the account level (no session, or none
-would take it) the default list decides, and a denied message is bounced
-``service-unavailable`` or dropped (``blocked_message_reply``) — never stored offline.
-Outbound stanzas a list denies are bounced ``not-acceptable``. The account's own
-resources and the server's domain JID are never blocked.
+``service-unavailable`` exactly as for an offline resource, other IQs dropped; groupchat
+(and error) messages dropped, since an error back gets the user kicked from the room;
+other messages to a session whose active list denies them are handled as if that session
+were offline (other resources, then the account level); at the account level (no
+session, or none would take it) the default list decides, and a denied message is
+bounced ``service-unavailable`` or dropped (``blocked_message_reply``) — never stored
+offline. Outbound stanzas a list denies are answered ``not-acceptable``. The account's
+own resources and the server's domain JID are never blocked.
 
 Offline accounts: every account's default list is loaded at startup and kept in memory,
 so offline decisions are exact. A default list with group or subscription items also
@@ -59,6 +66,8 @@ deny item is taken to match, an allow item not.
 Hooks: ``casper_configure``, ``casper_serve``, ``casper_iq_handlers`` (``jabber:iq:privacy``
 on the account), ``casper_disco_features`` (``jabber:iq:privacy`` for the server),
 ``casper_filter_incoming``, ``casper_filter_outgoing``, ``casper_hidden_from``,
+``casper_handle_outgoing`` (answers a denied outbound stanza ``not-acceptable`` straight to
+the sender: routed, the error would be stopped by the sender's own list),
 ``casper_session_bound``, ``casper_session_ended``.
 
 Config keys (``[plugin.privacy-lists]``):

@@ -31,7 +31,8 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from functools import cached_property
+from typing import Final, Literal, TypeAlias
 from xml.etree.ElementTree import Element, SubElement
 
 from casper.errors import StanzaError
@@ -64,7 +65,7 @@ class _Unknown:
 UNKNOWN: Final = _Unknown()
 """The contact's roster item could not be looked up (roster not loaded)."""
 
-RosterLookup = RosterItem | None | _Unknown
+RosterLookup: TypeAlias = "RosterItem | None | _Unknown"
 
 
 def _tag(name: str) -> str:
@@ -146,14 +147,20 @@ class PrivacyList:
             raise _bad("item orders must be unique within a list")
         object.__setattr__(self, "items", tuple(sorted(self.items, key=lambda i: i.order)))
 
-    @property
+    @cached_property
     def roster_dependent(self) -> bool:
         """Whether deciding needs the roster (a group or subscription item)."""
         return any(item.roster_dependent for item in self.items)
 
-    @property
-    def groups(self) -> set[str]:
-        return {item.value for item in self.items if item.type == "group" and item.value}
+    @cached_property
+    def hides(self) -> bool:
+        """Whether an item denies ``<presence-out/>`` by name: an invisibility list
+        (XEP-0126), as opposed to blocking all communication (an item without children)."""
+        return any(item.action == "deny" and PRESENCE_OUT in item.kinds for item in self.items)
+
+    @cached_property
+    def groups(self) -> frozenset[str]:
+        return frozenset(item.value for item in self.items if item.type == "group" and item.value)
 
 
 def check_name(name: str | None) -> str:

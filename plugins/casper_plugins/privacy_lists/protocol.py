@@ -17,6 +17,13 @@ set (exactly one child, else ``bad-request``):
   - ``<active name/>`` / ``<active/>``: set / decline the requesting session's active list;
   - ``<default name/>`` / ``<default/>``: set / decline the account's default list.
 
+The administrator's invisibility policy (:mod:`casper.policy`): putting in force an
+invisibility list, one with a deny item naming ``<presence-out/>`` (activating it, making
+it the default, or editing a list in force into one), is refused with ``not-allowed`` for
+an account that may not hide at all. Blocking lists (messages, IQs, inbound presence,
+items without children) are unaffected. Either way the core's visibility decision applies
+the policy (also ``never_hidden_from``) whatever a list says.
+
 Conflicts (business rule 11): removing a list, or changing or declining the default,
 while that list applies to *another* connected resource of the account (its active list,
 or the default for a resource without one) answers ``conflict`` and changes nothing. The
@@ -146,6 +153,12 @@ class PrivacyProtocol:
         if len(plist.items) > self._max_items:
             raise StanzaError("not-allowed", f"at most {self._max_items} items in a list")
         await self._check_groups(account, plist)
+        sessions = self._server.router.sessions_of(account)
+        in_use = self._store.default_name(account) == plist.name or any(
+            self._sessions.active_name(s) == plist.name for s in sessions
+        )
+        if in_use:
+            self._check_policy(account, plist)
         await self._store.put(account, plist)
         self._push(account, plist.name)
         await self._sessions.applied(account)
@@ -178,9 +191,10 @@ class PrivacyProtocol:
             raise StanzaError("bad-request", "an active list belongs to a connected resource")
         name = element.get("name")
         if name is not None:
-            check_name(name)
-            if name not in await self._store.lists(request.target):
+            plist = (await self._store.lists(request.target)).get(check_name(name))
+            if plist is None:
                 raise StanzaError("item-not-found", f"no list named {name!r}")
+            self._check_policy(request.target, plist)
         self._sessions.set_active(session, name)
         await self._sessions.applied(request.target)
 
@@ -188,9 +202,10 @@ class PrivacyProtocol:
         account = request.target
         name = element.get("name")
         if name is not None:
-            check_name(name)
-            if name not in await self._store.lists(account):
+            plist = (await self._store.lists(account)).get(check_name(name))
+            if plist is None:
                 raise StanzaError("item-not-found", f"no list named {name!r}")
+            self._check_policy(account, plist)
         current = self._store.default_name(account)
         if name == current:
             return
@@ -202,6 +217,12 @@ class PrivacyProtocol:
         await self._sessions.applied(account)
 
     # ------------------------------------------------------------------ helpers
+
+    def _check_policy(self, account: JID, plist: PrivacyList) -> None:
+        """A list that would hide the user, put in force where the administrator's policy
+        forbids invisibility: refused with ``not-allowed`` (the core would ignore it)."""
+        if plist.hides and not self._server.policy.may_hide(account):
+            raise StanzaError("not-allowed", "invisibility is not permitted for this account")
 
     def _in_use_elsewhere(self, request: IqRequest, uses: Callable[[Session], bool]) -> bool:
         others = [s for s in self._server.router.sessions_of(request.target)

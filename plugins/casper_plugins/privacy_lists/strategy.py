@@ -114,11 +114,6 @@ class SessionPrivacy:
     blocked_in: set[JID] = field(default_factory=set)
 
 
-def _directed_to(session: Session, peer: JID) -> bool:
-    """Whether ``session`` sent directed presence to ``peer`` (exact, or its bare JID)."""
-    return peer in session.directed_to or peer.bare in session.directed_to
-
-
 def _directed_to_bare(session: Session, peer: JID) -> bool:
     """Whether ``session`` sent directed presence to any JID of ``peer``'s bare JID
     (a room reflects occupants from several nicknames)."""
@@ -180,10 +175,9 @@ class PrivacyLists:
         plist = self.governing(session, account)
         if plist is None:
             return None
-        roster = self.store.roster(account)
-        if not self._server.router.sessions_of(account) and plist.roster_dependent:
+        if plist.roster_dependent and not self._server.router.sessions_of(account):
             self._request_refresh(account)  # an offline snapshot: refresh it for next time
-        item = match(plist, peer, kind, lookup(roster, peer))
+        item = match(plist, peer, kind, lookup(self.store.roster(account), peer))
         return item if item is not None and item.action == "deny" else None
 
     # ------------------------------------------------------------------ hooks: filters
@@ -214,9 +208,11 @@ class PrivacyLists:
             if stanza.type in ("get", "set"):
                 return OfflineEquivalent("privacy list: iq")
             return Drop("privacy list: iq result")
+        if stanza.type in ("groupchat", "error"):
+            return Drop("privacy list: message")  # an error back would get a room to kick us
         if session is not None:
             return OfflineEquivalent("privacy list: message")  # other resources, then the default
-        if stanza.type == "error" or self.config.blocked_message_reply == "drop":
+        if self.config.blocked_message_reply == "drop":
             return Drop("privacy list: message")
         return Bounce("service-unavailable")
 
@@ -262,10 +258,9 @@ class PrivacyLists:
     def casper_hidden_from(self, session: Session, observer: JID) -> bool | None:
         if self._exempt(observer, session.account):
             return None
-        item = self._decide(session, session.account, observer, PRESENCE_OUT)
-        if item is None:
-            return False
-        return item.type == "jid" or not _directed_to(session, observer)
+        # not asked about entities the session sent directed presence to: the core never
+        # hides from them (an explicit jid deny withdraws that presence: see applied())
+        return self._decide(session, session.account, observer, PRESENCE_OUT) is not None
 
     # ------------------------------------------------------------------ hooks: the rest
 
@@ -300,7 +295,22 @@ class PrivacyLists:
         may; then each session is sent unavailable for contacts whose presence it may no
         longer receive (presence-in newly denied: the XEP's SHOULD), or their current
         presence when it may again.
+
+        Directed presence is the user's explicit act, and the core never hides a session
+        from its recipients; but a ``jid`` item denying presence-out to a recipient is
+        just as explicit, so it withdraws that directed presence first (the recipient
+        then gets unavailable, as XEP-0016 requires).
         """
+        policy = self._server.policy
+        for session in self._server.router.sessions_of(account):
+            for target in list(session.directed_to):
+                item = self._decide(session, account, target, PRESENCE_OUT)
+                if (
+                    item is not None
+                    and item.type == "jid"
+                    and policy.may_hide_from(account, target)
+                ):
+                    session.directed_to.discard(target)
         await self._server.visibility_inputs_changed(account)
         for session in self._server.router.sessions_of(account):
             self._reconcile_inbound(session)

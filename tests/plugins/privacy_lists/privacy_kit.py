@@ -44,14 +44,16 @@ def open_privacy_server(
     domain: str = "localhost",
     settings: dict[str, Any] | None = None,
     plugins: tuple[str, ...] = (),
+    plugin_settings: dict[str, dict[str, Any]] | None = None,
     **config: Any,
 ) -> AbstractAsyncContextManager[TestServer]:
+    """A server with ``privacy-lists`` (configured by ``settings``) and ``plugins``."""
     return open_test_server(
         plugins=("privacy-lists", *plugins),
         accounts=tuple(accounts),
         domain=domain,
         tcp=True,
-        plugin_settings={"privacy-lists": settings or {}},
+        plugin_settings={"privacy-lists": settings or {}, **(plugin_settings or {})},
         **config,
     )
 

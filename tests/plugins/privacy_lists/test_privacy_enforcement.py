@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from casper_plugins.privacy_lists.store import NAME, PrivacyStore
 
 from tests.helpers import query
 from tests.plugins.privacy_lists.privacy_kit import (
@@ -486,3 +487,31 @@ async def test_offline_default_list_reads_the_roster():
             (error,) = await sync(juliet)
             assert error_condition(error) == "service-unavailable"
             assert await stored(srv, "romeo") in (1, 2)
+
+
+async def test_default_lists_and_their_rosters_are_loaded_at_startup():
+    async with open_privacy_server() as srv:
+        await lovers(srv)
+        async with srv.client("romeo") as romeo:
+            await set_list(
+                romeo, "friends", "<item type='jid' value='x@y' action='deny' order='1'/>"
+            )
+            await set_default(romeo, "friends")
+            edited = (
+                "<item type='subscription' value='none' action='deny' order='5'><message/></item>"
+            )
+            await set_list(romeo, "friends", edited)  # editing the default list
+        live = srv.server.pm.get_plugin("privacy-lists.state").store
+        restarted = PrivacyStore(srv.server)  # what a restarted server reads, before listening
+        restarted.load_defaults()
+        romeo_jid = srv.jid("romeo")
+        assert restarted.default(romeo_jid) == live.default(romeo_jid)
+        assert restarted.default(romeo_jid).items[0].order == 5
+        assert restarted.roster(romeo_jid)[JULIET].subscription == "both"
+        assert restarted.default(srv.jid("juliet")) is None
+        # an unreadable stored list fails closed: it denies everything
+        storage = srv.server.storage
+        await srv.server.db(storage.plugin_put, NAME, "romeo@localhost", "list:friends", "{oops")
+        restarted.load_defaults()
+        plist = restarted.default(romeo_jid)
+        assert [(i.action, i.type, i.kinds) for i in plist.items] == [("deny", None, frozenset())]

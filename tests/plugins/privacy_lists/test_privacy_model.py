@@ -263,6 +263,15 @@ def test_roster_dependence_and_groups() -> None:
     assert plist.roster_dependent and plist.groups == {"G"}
 
 
+def test_an_invisibility_list_names_presence_out():
+    assert one("<item action='deny' order='1'><presence-out/></item>").hides
+    assert one(
+        "<item type='jid' value='a@b' action='deny' order='1'><presence-out/><iq/></item>"
+    ).hides
+    assert not one("<item action='allow' order='1'><presence-out/></item>").hides
+    assert not one("<item type='jid' value='a@b' action='deny' order='1'/>").hides  # blocking
+
+
 # ---------------------------------------------------------------- round trips
 
 

@@ -361,3 +361,46 @@ def test_config_defaults():
     config = Config.from_mapping({})
     assert config.blocked_message_reply == "bounce" and config.block_chat_states
     assert Config.from_mapping({"blocked_message_reply": "drop"}).blocked_message_reply == "drop"
+
+
+# ---------------------------------------------------------------- the administrator's policy
+
+INVISIBLE = "<item action='deny' order='1'><presence-out/></item>"
+BLOCK = "<item type='jid' value='tybalt@example.com' action='deny' order='1'/>"
+
+
+async def test_policy_refuses_lists_that_would_hide_where_invisibility_is_off():
+    async with open_privacy_server(invisibility=False) as srv, srv.client("romeo") as romeo:
+        await set_list(romeo, "invisible", INVISIBLE)  # storing it is harmless
+        await set_list(romeo, "block", BLOCK)
+        assert error_condition(await iq(romeo, "<active name='invisible'/>")) == "not-allowed"
+        assert error_condition(await iq(romeo, "<default name='invisible'/>")) == "not-allowed"
+        await set_active(romeo, "block")  # blocking (an item without children) is not hiding
+        await set_default(romeo, "block")
+        # turning a list in force into an invisibility list is refused too
+        reply = await iq(romeo, f"<list name='block'>{INVISIBLE}</list>")
+        assert error_condition(reply) == "not-allowed"
+        assert await get_names(romeo) == {
+            "active": "block",
+            "default": "block",
+            "lists": ["block", "invisible"],
+        }
+
+
+async def test_policy_never_hidden_from_wins_over_the_list():
+    async with open_privacy_server(never_hidden_from=("juliet@localhost",)) as srv:
+        await link(srv, "romeo", "juliet", "both")
+        await link(srv, "romeo", "nurse", "both")
+        async with (
+            srv.client("juliet", presence=True) as juliet,
+            srv.client("nurse", presence=True) as nurse,
+            srv.client("romeo", presence=True) as romeo,
+        ):
+            await sync(juliet)
+            await sync(nurse)
+            await set_list(romeo, "invisible", INVISIBLE)
+            await set_active(romeo, "invisible")
+            seen_by_nurse = await sync(nurse)
+            seen_by_juliet = await sync(juliet)
+            assert any(e.get("type") == "unavailable" for e in seen_by_nurse)
+            assert not any(e.tag.endswith("presence") for e in seen_by_juliet)

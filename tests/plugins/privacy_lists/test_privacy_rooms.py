@@ -166,3 +166,81 @@ async def test_directed_presence_to_a_contact_while_invisible_shows_only_to_that
                            "<item type='jid' value='juliet@localhost' action='deny' order='1'><presence-out/></item>"
                            "<item action='deny' order='2'><presence-out/></item>")  # fmt: skip
             assert any(is_presence(ORCHARD, "unavailable")(e) for e in await sync(juliet))
+
+
+# ---------------------------------------------------------------- with the real MUC service
+
+MUC_NS = "http://jabber.org/protocol/muc"
+USER_NS = f"{MUC_NS}#user"
+SERVICE = "conference.localhost"
+
+
+async def room_sync(client) -> list:
+    """Ping the MUC service: its room task answers after what it had to send before."""
+    await client.send(
+        f"<iq type='get' id='muc-sync' to='{SERVICE}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    )
+    received = []
+    while True:
+        element = await client.recv()
+        if element.get("id") == "muc-sync":
+            return received
+        received.append(element)
+
+
+async def enter(client, nick: str) -> None:
+    await client.send(f"<presence to='{ROOM}/{nick}'><x xmlns='{MUC_NS}'/></presence>")
+    await client.expect(
+        lambda e: (
+            e.get("from") == f"{ROOM}/{nick}"
+            and any(s.get("code") == "110" for s in e.iter(f"{{{USER_NS}}}status"))
+        )
+    )
+    await room_sync(client)
+
+
+def groupchat(body: str):
+    return lambda e: e.get("type") == "groupchat" and e.findtext("{jabber:client}body") == body
+
+
+async def test_invisible_user_in_a_real_room_and_a_blocked_occupant_is_dropped_not_bounced():
+    """With the muc plugin: romeo joins while invisible to his contacts, and blocks one
+    occupant's messages. The blocked groupchat is dropped (an error back would get him
+    kicked, status 333), so he stays in the room and hears the others."""
+    settings = {"muc": {"lock_new_rooms": False}}
+    async with open_privacy_server(
+        ("romeo", "juliet", "nurse", "benvolio"), plugins=("muc",), plugin_settings=settings
+    ) as srv:
+        await link(srv, "romeo", "benvolio", "both")
+        async with (
+            srv.client("benvolio", presence=True) as benvolio,
+            srv.client("juliet", presence=True) as juliet,
+            srv.client("nurse", presence=True) as nurse,
+            srv.client("romeo", resource="orchard") as romeo,
+        ):
+            await sync(benvolio)
+            await enter(juliet, "juliet")
+            await enter(nurse, "nurse")
+            await set_list(romeo, "invisible",
+                           f"<item type='jid' value='{ROOM}/nurse' action='deny' order='1'><message/></item>"
+                           "<item action='deny' order='2'><presence-out/></item>")  # fmt: skip
+            await set_active(romeo, "invisible")
+            await romeo.send("<presence/>")
+            await enter(romeo, "romeo")
+            assert any(e.get("from") == NICK for e in await room_sync(juliet))
+            await juliet.send(
+                f"<message to='{ROOM}' type='groupchat'><body>from juliet</body></message>"
+            )
+            await nurse.send(
+                f"<message to='{ROOM}' type='groupchat'><body>from nurse</body></message>"
+            )
+            await juliet.send(
+                f"<message to='{ROOM}' type='groupchat'><body>juliet again</body></message>"
+            )
+            await room_sync(juliet)
+            got = await room_sync(romeo)
+            assert any(groupchat("from juliet")(e) for e in got)
+            assert any(groupchat("juliet again")(e) for e in got)
+            assert not any(groupchat("from nurse")(e) for e in got)
+            assert not any(e.get("type") == "unavailable" and e.get("from") == NICK for e in got)
+            assert not any(is_presence(ORCHARD)(e) for e in await sync(benvolio))
