@@ -8,7 +8,6 @@ Create an account first with ``casper user add romeo@localhost --data-dir casper
 from pathlib import Path
 
 import trio
-
 from casper.config import Config
 from casper.server import serve
 

@@ -546,6 +546,40 @@ async def test_hook_roster_push_wanted() -> None:
     assert item is not None and item.get("jid") == JULIET
 
 
+class RosterWatcher:
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, str, str | None]] = []
+
+    @hookimpl
+    def casper_roster_changed(self, account, contact, item):  # type: ignore[no-untyped-def]
+        self.changes.append((str(account), contact, None if item is None else item.subscription))
+
+
+async def test_hook_roster_changed() -> None:
+    """Every roster write is reported, also for an account that is offline: the roster IQ,
+    the subscription state machine on both sides, and removal."""
+    watcher = RosterWatcher()
+    async with open_test_server(default_plugins=False, extra_plugins=[(watcher, "watcher")]) as srv:
+        async with srv.client("romeo", presence=True) as romeo:
+            await romeo.send(
+                f"<iq type='set' id='rs'><query xmlns='{ROSTER_NS}'><item jid='{JULIET}'/></query></iq>"
+            )
+            await romeo.expect(with_id("rs"))
+            await romeo.send(f"<presence to='{JULIET}' type='subscribe'/>")  # juliet is offline
+            await romeo.send(
+                f"<iq type='set' id='rm'><query xmlns='{ROSTER_NS}'>"
+                f"<item jid='{JULIET}' subscription='remove'/></query></iq>"
+            )
+            await romeo.expect(with_id("rm"))
+    # set, then ask=subscribe on the subscription request, then removal; nothing for
+    # juliet, whose roster an inbound request leaves alone (RFC 6121 §3.1.3)
+    assert watcher.changes == [
+        (ROMEO, JULIET, "none"),
+        (ROMEO, JULIET, "none"),
+        (ROMEO, JULIET, None),
+    ]
+
+
 # ---------------------------------------------------------------- handlers
 
 

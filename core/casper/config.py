@@ -79,7 +79,9 @@ _OPTIONS = (
     _Option("http_proxy_tls", "http", "proxy_tls", bool),
     _Option("http_allowed_origins", "http", "allowed_origins", tuple),
     _Option("http_request_timeout", "http", "request_timeout", float, 0, 300, True),
-    _Option("http_ws_ping_interval", "http", "ws_ping_interval", float, 0, 3600, True, nullable=True),
+    _Option(
+        "http_ws_ping_interval", "http", "ws_ping_interval", float, 0, 3600, True, nullable=True
+    ),
     _Option("bosh_max_wait", "http", "bosh_max_wait", int, 1, 3600),
     _Option("bosh_max_hold", "http", "bosh_max_hold", int, 1, 16),
     _Option("bosh_inactivity", "http", "bosh_inactivity", int, 1, 86400),
@@ -151,7 +153,11 @@ class Config:
             raise ConfigError("tls.cert_file and tls.key_file must be set together")
         if self.tls_port is not None and self.tls_port == self.port != 0:
             raise ConfigError(f"server.tls_port and server.port are both {self.port}")
-        if self.http_port is not None and self.http_port != 0 and self.http_port in (self.port, self.tls_port):
+        if (
+            self.http_port is not None
+            and self.http_port != 0
+            and self.http_port in (self.port, self.tls_port)
+        ):
             raise ConfigError(f"http.port {self.http_port} is already used by a c2s port")
 
     @property

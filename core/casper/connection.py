@@ -16,7 +16,6 @@ import math
 import secrets
 import ssl
 from typing import TYPE_CHECKING
-
 from xml.etree.ElementTree import Element
 
 import trio

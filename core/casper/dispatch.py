@@ -15,6 +15,7 @@ from xml.etree.ElementTree import Element
 from .errors import StanzaError, StreamError
 from .plugins import call_safely, culprit_of_callable
 from .stanza import IQ, MESSAGE, PRESENCE, Stanza
+from .verdicts import Bounce
 
 if TYPE_CHECKING:
     from .server import Server
@@ -52,7 +53,9 @@ async def _process(server: Server, session: Session, stanza: Stanza) -> None:
         return
     verdict = server.pm.hook.casper_filter_outgoing(stanza=stanza, session=session)
     if verdict is not None:
-        await server.router.apply(verdict, stanza)
+        if isinstance(verdict, Bounce) and stanza.type != "error":
+            # straight back to the sender: its own incoming rules must not swallow it
+            session.deliver_nowait(stanza.error_reply(verdict).readdressed(to=session.jid))
         return
     if stanza.kind == "presence":
         await server.presence.outbound(stanza, session)

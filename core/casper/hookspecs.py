@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .server import Server
     from .session import Session
     from .stanza import Stanza
+    from .storage.base import RosterItem
     from .verdicts import Verdict
 
 hookspec = pluggy.HookspecMarker("casper")
@@ -203,6 +204,20 @@ def casper_roster_push_wanted(session: Session) -> bool | None:
     :param session: a session of the account whose roster changed.
     :return: ``True``/``False`` to decide, ``None`` for the core's rule.
     Stops at the first non-None result. Synchronous. Since: 1.
+    """
+
+
+@hookspec
+def casper_roster_changed(account: JID, contact: str, item: RosterItem | None) -> None:
+    """A roster item was written or removed, whether or not the account is connected.
+
+    For plugins whose decisions depend on roster groups or subscriptions (e.g. privacy
+    lists) and keep their own view of offline accounts' rosters.
+
+    :param account: the account whose roster changed.
+    :param contact: the contact's bare JID.
+    :param item: the new item, or ``None`` when it was removed.
+    :return: nothing. Synchronous; called after storage was written. Since: 1.
     """
 
 

@@ -18,6 +18,7 @@ from .jid import JID
 from .plugins import call_safely
 from .stanza import CLIENT_NS, Stanza, delay_element, make_stanza, qname
 from .subscriptions import SUBSCRIPTION_TYPES, Subscriptions
+from .verdicts import OfflineEquivalent
 
 if TYPE_CHECKING:
     from .server import Server
@@ -223,6 +224,17 @@ class PresenceService:
         if self.deliver_presence(stanza):
             session.seen_by.add(to)
 
+    def withdraw_directed(self, session: Session, entity: JID) -> None:
+        """Treat ``entity`` as never sent directed presence (a strategy now hides the
+        session from it); :meth:`reconcile` then sends it unavailable if it saw the session."""
+        session.directed_to.discard(entity)
+
+    def forget(self, session: Session, entity: JID) -> None:
+        """Drop ``entity`` from the session's presence bookkeeping without sending
+        anything: it already knows the session is gone to it (a room that kicked the user)."""
+        session.directed_to.discard(entity)
+        session.seen_by.discard(entity)
+
     # ------------------------------------------------------------ probes
 
     async def probe(self, stanza: Stanza) -> None:
@@ -289,6 +301,17 @@ class PresenceService:
         kind = stanza.type
         to = stanza.to
         assert to is not None
+        if kind in SUBSCRIPTION_TYPES or kind == "probe":
+            # account-level rules (e.g. privacy lists) come before subscription handling
+            verdict = self._server.router.filter_incoming(stanza, to.bare, None)
+            if isinstance(verdict, OfflineEquivalent) and kind == "probe":
+                prober = stanza.from_
+                assert prober is not None
+                self.deliver_presence((await self.offline_presence(to.bare, prober)).readdressed(to=prober))
+                return
+            if verdict is not None:
+                await self._server.router.apply(verdict, stanza)
+                return
         if kind in SUBSCRIPTION_TYPES:
             await self.subscriptions.inbound(stanza)
         elif kind == "probe":

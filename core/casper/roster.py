@@ -14,6 +14,7 @@ from xml.etree.ElementTree import Element, SubElement
 from .errors import StanzaError
 from .iq import IqHandler, IqRequest
 from .jid import JID, InvalidJID
+from .plugins import call_safely
 from .stanza import make_stanza, qname
 from .storage.base import RosterItem
 
@@ -54,6 +55,7 @@ class Rosters:
         roster = await self.get(account)
         roster[item.jid] = item
         await self._server.db(self._server.storage.put_roster_item, str(account), item)
+        self._notify(account, item.jid, item)
         if push:
             self.push(account, item)
 
@@ -61,8 +63,13 @@ class Rosters:
         roster = await self.get(account)
         item = roster.pop(contact, None)
         await self._server.db(self._server.storage.delete_roster_item, str(account), contact)
+        self._notify(account, contact, None)
         if item is not None:
             self.push(account, item, removed=True)
+
+    def _notify(self, account: JID, contact: str, item: RosterItem | None) -> None:
+        call_safely(self._server.pm, "casper_roster_changed", None,
+                    account=account, contact=contact, item=item)  # fmt: skip
 
     def push(self, account: JID, item: RosterItem, *, removed: bool = False) -> None:
         """Roster push to every interested resource (RFC 6121 §2.1.6)."""

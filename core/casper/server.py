@@ -23,7 +23,6 @@ from .config import Config
 from .iq import IqTable
 from .jid import JID
 from .lastseen import LastSeen
-from .policy import InvisibilityPolicy
 from .plugins import (
     GuardedNursery,
     call_safely,
@@ -31,6 +30,7 @@ from .plugins import (
     make_plugin_manager,
     run_returned_callables,
 )
+from .policy import InvisibilityPolicy
 from .presence import PresenceService
 from .roster import Rosters
 from .router import Router

@@ -35,7 +35,7 @@ class Stanza:
     :param from_: the parsed ``from`` address or ``None``.
     """
 
-    __slots__ = ("element", "kind", "to", "from_")
+    __slots__ = ("element", "from_", "kind", "to")
 
     def __init__(self, element: Element, to: JID | None, from_: JID | None) -> None:
         self.element = element

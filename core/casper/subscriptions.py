@@ -18,6 +18,7 @@ from .storage.base import RosterItem
 if TYPE_CHECKING:
     from .presence import PresenceService
     from .server import Server
+    from .session import Session
 
 SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
 
@@ -170,12 +171,12 @@ class Subscriptions:
     async def _reply(self, account: JID, contact: JID, type_: str) -> None:
         await self._server.router.route(make_stanza("presence", to=contact, from_=account, type=type_))
 
-    async def deliver_pending(self, session: object) -> None:
+    async def deliver_pending(self, session: Session) -> None:
         """Hand stored subscription requests to a session's initial presence."""
-        account = getattr(session, "account")
+        account = session.account
         for contact in await self._pending(account):
             request = make_stanza("presence", to=account, from_=JID.parse(contact), type="subscribe")
-            self._server.router.deliver(request, session)  # type: ignore[arg-type]
+            self._server.router.deliver(request, session)
 
     async def cancel_for_removal(self, account: JID, contact: JID, item: RosterItem) -> None:
         """Roster removal cancels both directions (RFC 6121 §2.5.2)."""

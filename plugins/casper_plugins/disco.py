@@ -5,7 +5,7 @@ account's behalf, for accounts' bare JIDs (RFC 6120 §10.5.3.1).
 
 - Server info: identity ``server/im`` named "Casper"; the features are disco's own, every
   ``casper_disco_features(target="server")`` contribution and every namespace with a server
-  IQ handler. Server items: none (no components are listed yet).
+  IQ handler. Server items: the services registered on subdomains (``server.components``).
 - Account info: identity ``account/registered`` and the ``casper_disco_features(
   target="account")`` contributions. It is shown to anyone who may address the account:
   it is the same whether the account is online, offline or hidden, so it reveals nothing
@@ -81,9 +81,12 @@ async def server_info(request: IqRequest) -> Element:
 
 
 async def server_items(request: IqRequest) -> Element:
-    """disco#items of the domain: empty (no services are published yet)."""
+    """disco#items of the domain: the services plugins run on subdomains (e.g. MUC)."""
     _check_no_node(request)
-    return Element(qname(ITEMS_NS, "query"))
+    query = Element(qname(ITEMS_NS, "query"))
+    for domain in sorted(request.server.components):
+        SubElement(query, qname(ITEMS_NS, "item"), {"jid": domain})
+    return query
 
 
 async def account_info(request: IqRequest) -> Element:

@@ -119,7 +119,7 @@ class Xep0018:
             state.invisible = True  # shown to one contact before any presence: hidden from the rest
         state.set_for(contact, visible=visible)
         if not visible:
-            session.directed_to.discard(contact)
+            self._server.presence.withdraw_directed(session, contact)
         if session.available:
             await self._server.presence.reconcile(session)
         elif visible:

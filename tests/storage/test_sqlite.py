@@ -352,3 +352,36 @@ async def test_methods_run_in_worker_threads(store: SQLiteStorage) -> None:
         for n in range(20):
             nursery.start_soon(trio.to_thread.run_sync, store.store_offline, ROMEO, f"<m{n}/>", 0.0)
     assert store.count_offline(ROMEO) == 20
+
+
+def test_service_data_is_kept_per_plugin_independent_of_accounts(tmp_path: Path) -> None:
+    path = tmp_path / "casper.sqlite3"
+    with SQLiteStorage(path) as storage:
+        storage.service_put("muc", "room@conference.localhost", "{}")
+        storage.service_put("muc", "another@conference.localhost", "{1}")
+        storage.service_put("other", "room@conference.localhost", "x")
+        storage.service_delete("muc", "another@conference.localhost")
+    with SQLiteStorage(path) as storage:  # durable across reopening
+        assert storage.service_keys("muc") == ["room@conference.localhost"]
+        assert storage.service_get("muc", "room@conference.localhost") == "{}"
+        assert storage.service_get("other", "room@conference.localhost") == "x"
+        assert storage.service_get("muc", "another@conference.localhost") is None
+
+
+def test_version_1_database_is_upgraded_keeping_its_data(tmp_path: Path) -> None:
+    import sqlite3
+
+    from casper.storage.sqlite import _MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    _MIGRATIONS[0](db)
+    db.execute("PRAGMA user_version=1")
+    db.execute("INSERT INTO accounts (jid) VALUES ('romeo@localhost')")
+    db.commit()
+    db.close()
+    with SQLiteStorage(path) as storage:
+        assert storage.schema_version == 2
+        assert storage.list_accounts() == ["romeo@localhost"]
+        storage.service_put("muc", "k", "v")
+        assert storage.service_get("muc", "k") == "v"

@@ -153,7 +153,9 @@ async def websocket_client(url: str, domain: str, user: str | None = None,
                 await client.login(user, password, resource)
                 if presence:
                     await client.send("<presence/>")
-                    await client.expect(lambda e: e.tag.endswith("presence") and e.get("from") == str(client.jid))
+                    await client.expect(
+                        lambda e: e.tag.endswith("presence") and e.get("from") == str(client.jid)
+                    )
             yield client
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
@@ -170,7 +172,9 @@ async def http_request(host: str, port: int, method: str, target: str, body: byt
             conn = h11.Connection(h11.CLIENT)
             all_headers = [("host", f"{host}:{port}"), ("content-length", str(len(body))),
                            ("connection", "close"), *(headers or [])]  # fmt: skip
-            await stream.send_all(conn.send(h11.Request(method=method, target=target, headers=all_headers)))
+            await stream.send_all(
+                conn.send(h11.Request(method=method, target=target, headers=all_headers))
+            )
             await stream.send_all(conn.send(h11.Data(data=body)) if body else b"")
             await stream.send_all(conn.send(h11.EndOfMessage()))
             response: h11.Response | None = None
@@ -259,11 +263,12 @@ class BoshClient(_WebClient):
                 await self.post()
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
+        """Terminate the session; the poller's open request gets the terminate answer too."""
         if self._ended is False and self.sid:
             with trio.move_on_after(5):
                 await self.post(type="terminate")
+        if self._poller is not None:
+            self._poller.cancel()
 
 
 @asynccontextmanager
@@ -279,7 +284,9 @@ async def bosh_client(host: str, port: int, domain: str, user: str | None = None
                 await nursery.start(client._poll)
                 if presence:
                     await client.send("<presence/>")
-                    await client.expect(lambda e: e.tag.endswith("presence") and e.get("from") == str(client.jid))
+                    await client.expect(
+                        lambda e: e.tag.endswith("presence") and e.get("from") == str(client.jid)
+                    )
             yield client
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):

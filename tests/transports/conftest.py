@@ -37,7 +37,9 @@ class Web:
 @asynccontextmanager
 async def open_web(**config: Any) -> AsyncIterator[Web]:
     config.setdefault("default_plugins", False)
-    async with open_test_server(tcp=True, accounts=("romeo", "juliet", "benvolio"), **config) as srv:
+    async with open_test_server(
+        tcp=True, accounts=("romeo", "juliet", "benvolio"), **config
+    ) as srv:
         listeners = await trio.open_tcp_listeners(0, host=HOST)
         port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:

@@ -34,13 +34,30 @@ async def health(web: Web) -> dict[str, object]:
 
 
 async def test_login_message_and_terminate(web: Web) -> None:
-    async with bosh_client(HOST, web.port, web.domain, "romeo", resource="b", presence=True) as romeo:
+    async with bosh_client(
+        HOST, web.port, web.domain, "romeo", resource="b", presence=True
+    ) as romeo:
         assert romeo.created is not None
         attrs = romeo.created.attrib
-        assert {"sid", "wait", "requests", "hold", "inactivity", "polling", "authid"} <= attrs.keys()
-        assert (attrs["ver"], attrs["hold"], attrs["requests"], attrs["from"]) == ("1.6", "1", "2", "localhost")
+        assert {
+            "sid",
+            "wait",
+            "requests",
+            "hold",
+            "inactivity",
+            "polling",
+            "authid",
+        } <= attrs.keys()
+        assert (attrs["ver"], attrs["hold"], attrs["requests"], attrs["from"]) == (
+            "1.6",
+            "1",
+            "2",
+            "localhost",
+        )
         async with bosh_client(HOST, web.port, web.domain, "juliet", resource="b") as juliet:
-            await juliet.send("<message to='romeo@localhost/b' type='chat'><body>hi</body></message>")
+            await juliet.send(
+                "<message to='romeo@localhost/b' type='chat'><body>hi</body></message>"
+            )
             message = await romeo.expect("message")
             assert message.get("from") == "juliet@localhost/b"
             assert (await health(web))["bosh_sessions"] == 2
@@ -63,7 +80,9 @@ async def test_cors_and_preflight(web: Web) -> None:
 
 async def test_origin_not_allowed_is_403(make_web) -> None:
     async with make_web(http_allowed_origins=("https://chat.example",)) as web:
-        status, headers, _ = await post(web, CREATE.format(rid=1, wait=1), [("origin", "https://evil.example")])
+        status, headers, _ = await post(
+            web, CREATE.format(rid=1, wait=1), [("origin", "https://evil.example")]
+        )
         assert status == 403 and "access-control-allow-origin" not in headers
         status, _, _ = await post(web, CREATE.format(rid=1, wait=1))  # no Origin: not a browser
         assert status == 200
@@ -71,7 +90,12 @@ async def test_origin_not_allowed_is_403(make_web) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("GET", "/http-bind", 200), ("PUT", "/http-bind", 405), ("GET", "/nope", 404), ("GET", "/health", 200)],
+    [
+        ("GET", "/http-bind", 200),
+        ("PUT", "/http-bind", 405),
+        ("GET", "/nope", 404),
+        ("GET", "/health", 200),
+    ],
 )
 async def test_http_routes(web: Web, method: str, path: str, status: int) -> None:
     assert (await http_request(HOST, web.port, method, path))[0] == status
@@ -80,10 +104,21 @@ async def test_http_routes(web: Web, method: str, path: str, status: int) -> Non
 async def test_health_counts(web: Web) -> None:
     before = await health(web)
     assert before["status"] == "ok" and before["domain"] == "localhost"
-    assert (before["sessions"], before["bosh_sessions"], before["websocket_connections"]) == (0, 0, 0)
-    async with websocket_client(web.ws_url, web.domain, "romeo"), bosh_client(HOST, web.port, web.domain, "juliet"):
+    assert (before["sessions"], before["bosh_sessions"], before["websocket_connections"]) == (
+        0,
+        0,
+        0,
+    )
+    async with (
+        websocket_client(web.ws_url, web.domain, "romeo"),
+        bosh_client(HOST, web.port, web.domain, "juliet"),
+    ):
         during = await health(web)
-        assert (during["sessions"], during["bosh_sessions"], during["websocket_connections"]) == (2, 1, 1)
+        assert (during["sessions"], during["bosh_sessions"], during["websocket_connections"]) == (
+            2,
+            1,
+            1,
+        )
 
 
 async def test_held_request_is_answered_after_wait(web: Web) -> None:
@@ -105,7 +140,11 @@ async def test_inactive_session_ends(make_web) -> None:
                 await trio.sleep(0.1)
         status, _, content = await post(web, f"<body xmlns='{BOSH_NS}' rid='11' sid='{sid}'/>")
         reply = parse(content)
-        assert (status, reply.get("type"), reply.get("condition")) == (200, "terminate", "item-not-found")
+        assert (status, reply.get("type"), reply.get("condition")) == (
+            200,
+            "terminate",
+            "item-not-found",
+        )
 
 
 async def test_retransmission_gets_the_same_body(web: Web) -> None:
@@ -124,7 +163,9 @@ async def test_stream_error_comes_in_the_terminate_answer(web: Web) -> None:
         await client.open_stream()
         rid = next(client._rids)
         iq = "<iq xmlns='jabber:client' type='get' id='x'/>"  # before authentication
-        status, _, content = await post(web, f"<body xmlns='{BOSH_NS}' rid='{rid}' sid='{client.sid}'>{iq}</body>")
+        _, _, content = await post(
+            web, f"<body xmlns='{BOSH_NS}' rid='{rid}' sid='{client.sid}'>{iq}</body>"
+        )
         reply = parse(content)
         assert (reply.get("type"), reply.get("condition")) == ("terminate", "remote-stream-error")
         assert reply[0].tag == "{http://etherx.jabber.org/streams}error"
@@ -147,10 +188,22 @@ async def check_bystander_unaffected(bystander: BoshClient) -> None:
 
 BAD_BODIES = [
     pytest.param(b"this is not xml", 400, "bad-request", id="not-xml"),
-    pytest.param(b"<html xmlns='http://www.w3.org/1999/xhtml'/>", 400, "bad-request", id="not-body"),
+    pytest.param(
+        b"<html xmlns='http://www.w3.org/1999/xhtml'/>", 400, "bad-request", id="not-body"
+    ),
     pytest.param(f"<body xmlns='{BOSH_NS}' sid='x'/>".encode(), 400, "bad-request", id="no-rid"),
-    pytest.param(f"<body xmlns='{BOSH_NS}' rid='5' sid='nosuchsid'/>".encode(), 200, "item-not-found", id="unknown-sid"),
-    pytest.param(f"<body xmlns='{BOSH_NS}' rid='5' to='elsewhere'/>".encode(), 200, "host-unknown", id="wrong-host"),
+    pytest.param(
+        f"<body xmlns='{BOSH_NS}' rid='5' sid='nosuchsid'/>".encode(),
+        200,
+        "item-not-found",
+        id="unknown-sid",
+    ),
+    pytest.param(
+        f"<body xmlns='{BOSH_NS}' rid='5' to='elsewhere'/>".encode(),
+        200,
+        "host-unknown",
+        id="wrong-host",
+    ),
 ]
 
 
@@ -166,7 +219,10 @@ async def test_bad_request_is_refused_and_others_carry_on(web: Web, data: bytes,
 
 
 async def test_oversized_body_is_413(make_web) -> None:
-    async with make_web(bosh_max_body_size=4096) as web, bosh_client(HOST, web.port, web.domain, "benvolio") as bystander:
+    async with (
+        make_web(bosh_max_body_size=4096) as web,
+        bosh_client(HOST, web.port, web.domain, "benvolio") as bystander,
+    ):
         status, _, _ = await post(web, f"<body xmlns='{BOSH_NS}' rid='1'>{'x' * 5000}</body>")
         assert status == 413
         await check_bystander_unaffected(bystander)
@@ -201,7 +257,9 @@ async def test_too_many_open_requests_is_policy_violation(web: Web) -> None:
         replies: dict[int, Element] = {}
 
         async def hold(rid: int) -> None:
-            replies[rid] = parse((await post(web, f"<body xmlns='{BOSH_NS}' rid='{rid}' sid='{sid}'/>"))[2])
+            replies[rid] = parse(
+                (await post(web, f"<body xmlns='{BOSH_NS}' rid='{rid}' sid='{sid}'/>"))[2]
+            )
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(hold, 1001)  # held
@@ -215,32 +273,38 @@ async def test_too_many_open_requests_is_policy_violation(web: Web) -> None:
 
 
 async def test_slow_headers_get_408_and_others_carry_on(make_web) -> None:
-    async with make_web(http_request_timeout=0.5) as web:
-        async with bosh_client(HOST, web.port, web.domain, "benvolio", resource="by") as bystander:
-            stream = await trio.open_tcp_stream(HOST, web.port)
-            await stream.send_all(b"POST /http-bind HTTP/1.1\r\nhost: x\r\n")  # and nothing more
-            with trio.fail_after(5):
-                answer = b""
-                while chunk := await stream.receive_some(4096):
-                    answer += chunk
-            assert answer.startswith(b"HTTP/1.1 408")
-            await stream.aclose()
-            await check_bystander_unaffected(bystander)
+    async with (
+        make_web(http_request_timeout=0.5) as web,
+        bosh_client(HOST, web.port, web.domain, "benvolio", resource="by") as bystander,
+    ):
+        stream = await trio.open_tcp_stream(HOST, web.port)
+        await stream.send_all(b"POST /http-bind HTTP/1.1\r\nhost: x\r\n")  # and nothing more
+        with trio.fail_after(5):
+            answer = b""
+            while chunk := await stream.receive_some(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408")
+        await stream.aclose()
+        await check_bystander_unaffected(bystander)
 
 
 async def test_client_that_never_collects_is_closed_as_too_slow(make_web) -> None:
-    async with make_web(outbox_size=16) as web:
-        async with websocket_client(web.ws_url, web.domain, "romeo", resource="ws") as romeo:
-            lazy = BoshClient(HOST, web.port, web.domain, wait=30)
-            await lazy.login("juliet", "secret", "lazy")  # logged in, and then never polls
-            assert lazy.jid is not None
-            with trio.fail_after(10):
-                for index in range(200):
-                    await romeo.send(f"<message to='juliet@localhost/lazy' id='m{index}'><body>hi</body></message>")
-                    if web.srv.server.router.session_for(lazy.jid) is None:
-                        break
-                    await trio.sleep(0.001)
-            assert web.srv.server.router.session_for(lazy.jid) is None
-            assert 16 <= index < 100  # outbox plus what the BOSH session queues
-            await romeo.send("<message to='romeo@localhost/ws' id='self'><body>ok</body></message>")
-            assert (await romeo.expect(lambda e: e.get("id") == "self")).get("id") == "self"
+    async with (
+        make_web(outbox_size=16) as web,
+        websocket_client(web.ws_url, web.domain, "romeo", resource="ws") as romeo,
+    ):
+        lazy = BoshClient(HOST, web.port, web.domain, wait=30)
+        await lazy.login("juliet", "secret", "lazy")  # logged in, and then never polls
+        assert lazy.jid is not None
+        with trio.fail_after(10):
+            for index in range(200):
+                await romeo.send(
+                    f"<message to='juliet@localhost/lazy' id='m{index}'><body>hi</body></message>"
+                )
+                if web.srv.server.router.session_for(lazy.jid) is None:
+                    break
+                await trio.sleep(0.001)
+        assert web.srv.server.router.session_for(lazy.jid) is None
+        assert 16 <= index < 100  # outbox plus what the BOSH session queues
+        await romeo.send("<message to='romeo@localhost/ws' id='self'><body>ok</body></message>")
+        assert (await romeo.expect(lambda e: e.get("id") == "self")).get("id") == "self"

@@ -88,7 +88,9 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("data", "condition"), [c[1:] for c in PARSE_CASES], ids=[c[0] for c in PARSE_CASES])
+@pytest.mark.parametrize(
+    ("data", "condition"), [c[1:] for c in PARSE_CASES], ids=[c[0] for c in PARSE_CASES]
+)
 def test_parse_request(data: bytes, condition: str | None) -> None:
     if condition is None:
         request = parse_request(data, limits=LIMITS)
@@ -103,7 +105,9 @@ def test_parse_request(data: bytes, condition: str | None) -> None:
 
 
 def test_parse_request_requalifies_bosh_namespace_as_jabber_client() -> None:
-    request = parse_request(body(5, "<message to='a@localhost'><body>x</body></message>"), limits=LIMITS)
+    request = parse_request(
+        body(5, "<message to='a@localhost'><body>x</body></message>"), limits=LIMITS
+    )
     message = request.payload[0]
     assert message.tag == "{jabber:client}message"
     assert message[0].tag == "{jabber:client}body"
@@ -284,7 +288,9 @@ def test_restart_with_payload_is_bad_request() -> None:
 def test_terminate_delivers_payload_then_closes() -> None:
     session = create()
     drain(session)
-    session.receive(req(RID + 1, "<presence xmlns='jabber:client' type='unavailable'/>", type="terminate"), 1)
+    session.receive(
+        req(RID + 1, "<presence xmlns='jabber:client' type='unavailable'/>", type="terminate"), 1
+    )
     assert answer(session, RID + 1).get("type") == "terminate"
     assert answer(session, RID).get("type") == "terminate"
     assert drain(session) == b"<presence type='unavailable'/>" + STREAM_CLOSE + b"<EOF>"
@@ -339,7 +345,9 @@ def test_splitter_cuts_frames_across_a_sasl_restart_fed_byte_by_byte() -> None:
 
 
 def test_standalone_declares_namespaces() -> None:
-    features = element("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>")
+    features = element(
+        "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+    )
     assert standalone(features) == (
         b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'>"
         b"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
@@ -367,6 +375,11 @@ def test_parse_element_refuses(data: bytes, condition: str) -> None:
 @pytest.mark.parametrize("module", [bosh_session, framing])
 def test_sans_io_modules_do_not_import_trio(module: object) -> None:
     tree = ast.parse(Path(module.__file__).read_text())  # type: ignore[attr-defined]
-    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    names = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
     names += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert not [name for name in names if name.split(".")[0] in ("trio", "h11", "trio_websocket")]

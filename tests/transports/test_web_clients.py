@@ -47,11 +47,17 @@ def _node() -> str:
 
 async def _contacts(web: Web, a: str, b: str) -> None:
     rosters = web.srv.server.rosters
-    await rosters.put(web.srv.jid(a), RosterItem(jid=str(web.srv.jid(b)), subscription="both"), push=False)
-    await rosters.put(web.srv.jid(b), RosterItem(jid=str(web.srv.jid(a)), subscription="both"), push=False)
+    await rosters.put(
+        web.srv.jid(a), RosterItem(jid=str(web.srv.jid(b)), subscription="both"), push=False
+    )
+    await rosters.put(
+        web.srv.jid(b), RosterItem(jid=str(web.srv.jid(a)), subscription="both"), push=False
+    )
 
 
-async def run_node(script: str, config: dict[str, Any], timeout: float = NODE_TIMEOUT) -> dict[str, Any]:
+async def run_node(
+    script: str, config: dict[str, Any], timeout: float = NODE_TIMEOUT
+) -> dict[str, Any]:
     """Run ``node js/<script> <config as JSON>`` and return the JSON it printed last."""
     node = _node()
     with trio.fail_after(timeout):
@@ -60,7 +66,8 @@ async def run_node(script: str, config: dict[str, Any], timeout: float = NODE_TI
     lines = [line for line in done.stdout.decode().splitlines() if line.startswith("{")]
     assert lines, f"no JSON from {script}: {done.stdout.decode()}\n{done.stderr.decode()}"
     result = json.loads(lines[-1])
-    assert done.returncode == 0 and result.get("ok"), (result, done.stderr.decode()[-3000:])
+    detail = json.dumps(result, indent=1)[-4000:] + "\n" + done.stderr.decode()[-3000:]
+    assert done.returncode == 0 and result.get("ok"), detail
     return result
 
 
@@ -104,3 +111,22 @@ async def wait_all_gone(web: Web) -> None:
             if status == 200 and health["sessions"] == 0 and health["bosh_sessions"] == 0:
                 return
             await trio.sleep(0.05)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "bosh"])
+async def test_converse_in_headless_chromium(web: Web, transport: str, tmp_path: Path) -> None:
+    _node()
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    if not (JS / "node_modules" / "converse.js" / "dist").is_dir():
+        pytest.skip("converse.js is not installed under tests/transports/js/node_modules")
+    await _contacts(web, "romeo", "juliet")
+    screenshot = tmp_path / f"converse-{transport}.png"
+    config = {"domain": web.domain, "transport": transport, "websocket": web.ws_url,
+              "bosh": web.bosh_url, "screenshot": str(screenshot), "chromium": CHROMIUM,
+              "tmp": str(tmp_path)}  # fmt: skip
+    result = await run_node("converse.mjs", config, timeout=120)
+    assert result["julietReceived"] == {"from": "romeo@localhost/converse", "body": "Typed in converse.js"}
+    assert any(m["body"] == "Answer from xmpp.js" for m in result["converseReceived"])
+    assert screenshot.stat().st_size > 10_000  # a real picture of the chat
+    await wait_all_gone(web)

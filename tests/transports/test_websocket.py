@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.lowlevel
 import wsproto
 import wsproto.events
 from casper.transports.framing import FRAMING_NS
@@ -18,6 +19,7 @@ from tests.transports.clients import (
     SASL,
     STREAMS,
     StreamEnded,
+    WebSocketClient,
     http_request,
     parse,
     websocket_client,
@@ -28,13 +30,17 @@ OPEN = f"<open xmlns='{FRAMING_NS}' to='localhost' version='1.0'/>"
 
 
 async def test_login_and_message_between_two_websocket_clients(web: Web) -> None:
-    async with websocket_client(web.ws_url, web.domain, "romeo", resource="ws") as romeo:
-        async with websocket_client(web.ws_url, web.domain, "juliet", resource="ws") as juliet:
-            assert str(romeo.jid) == "romeo@localhost/ws"
-            await romeo.send("<message to='juliet@localhost/ws' type='chat' id='m1'><body>hi</body></message>")
-            message = await juliet.expect("message")
-            assert message.get("from") == "romeo@localhost/ws"
-            assert message.findtext("{jabber:client}body") == "hi"
+    async with (
+        websocket_client(web.ws_url, web.domain, "romeo", resource="ws") as romeo,
+        websocket_client(web.ws_url, web.domain, "juliet", resource="ws") as juliet,
+    ):
+        assert str(romeo.jid) == "romeo@localhost/ws"
+        await romeo.send(
+            "<message to='juliet@localhost/ws' type='chat' id='m1'><body>hi</body></message>"
+        )
+        message = await juliet.expect("message")
+        assert message.get("from") == "romeo@localhost/ws"
+        assert message.findtext("{jabber:client}body") == "hi"
 
 
 async def test_framing_of_the_servers_messages(web: Web) -> None:
@@ -43,7 +49,11 @@ async def test_framing_of_the_servers_messages(web: Web) -> None:
         await ws.send_message(OPEN)
         opened = parse(await ws.get_message())
         assert opened.tag == f"{{{FRAMING_NS}}}open" and len(opened) == 0
-        assert opened.get("from") == "localhost" and opened.get("version") == "1.0" and opened.get("id")
+        assert (
+            opened.get("from") == "localhost"
+            and opened.get("version") == "1.0"
+            and opened.get("id")
+        )
         features = await ws.get_message()
         assert features.startswith(f"<stream:features xmlns:stream='{STREAMS}'>")
         mechanisms = [m.text for m in parse(features).iter(f"{{{SASL}}}mechanism")]
@@ -56,7 +66,9 @@ async def test_framing_of_the_servers_messages(web: Web) -> None:
 
 async def test_stanzas_are_complete_documents_with_jabber_client_namespace(web: Web) -> None:
     async with websocket_client(web.ws_url, web.domain, "romeo", resource="ws") as romeo:
-        await romeo.ws.send_message("<iq xmlns='jabber:client' type='get' id='p1' to='localhost'><query xmlns='urn:casper:none'/></iq>")
+        await romeo.ws.send_message(
+            "<iq xmlns='jabber:client' type='get' id='p1' to='localhost'><query xmlns='urn:casper:none'/></iq>"
+        )
         raw = await romeo.ws.get_message()
         assert raw.startswith("<iq xmlns='jabber:client'") and "id='p1'" in raw
 
@@ -69,12 +81,17 @@ async def test_wss_counts_as_secure_and_offers_plain(make_web) -> None:
                                       connect_timeout=10) as ws:  # fmt: skip
             await ws.send_message(OPEN)
             await ws.get_message()
-            mechanisms = [m.text for m in parse(await ws.get_message()).iter(f"{{{SASL}}}mechanism")]
+            mechanisms = [
+                m.text for m in parse(await ws.get_message()).iter(f"{{{SASL}}}mechanism")
+            ]
             assert "PLAIN" in mechanisms
 
 
 async def test_proxy_tls_counts_plain_ws_as_secure(make_web) -> None:
-    async with make_web(http_proxy_tls=True) as web, websocket_client(web.ws_url, web.domain) as client:
+    async with (
+        make_web(http_proxy_tls=True) as web,
+        websocket_client(web.ws_url, web.domain) as client,
+    ):
         features = await client.open_stream()
         assert "PLAIN" in [m.text for m in features.iter(f"{{{SASL}}}mechanism")]
 
@@ -121,7 +138,13 @@ async def test_peer_that_stops_answering_pings_is_dropped(make_web) -> None:
     async with make_web(http_ws_ping_interval=0.2) as web:
         stream = await trio.open_tcp_stream(HOST, web.port)
         client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-        await stream.send_all(client.send(wsproto.events.Request(host="localhost", target="/xmpp-websocket", subprotocols=["xmpp"])))
+        await stream.send_all(
+            client.send(
+                wsproto.events.Request(
+                    host="localhost", target="/xmpp-websocket", subprotocols=["xmpp"]
+                )
+            )
+        )
         client.receive_data(await stream.receive_some(65536))
         assert isinstance(next(client.events()), wsproto.events.AcceptConnection)
         await stream.send_all(client.send(wsproto.events.TextMessage(OPEN)))
@@ -137,11 +160,21 @@ async def test_peer_that_stops_answering_pings_is_dropped(make_web) -> None:
 BAD_FRAMES = [
     pytest.param("hello there", "not-well-formed", id="not-xml"),
     pytest.param("<message xmlns='jabber:client'>", "not-well-formed", id="partial-element"),
-    pytest.param("<presence xmlns='jabber:client'/><presence xmlns='jabber:client'/>", "not-well-formed", id="two-elements"),
-    pytest.param("<!DOCTYPE x [<!ENTITY a 'b'>]><x/>", "not-well-formed", id="dtd"),  # inside a stream
+    pytest.param(
+        "<presence xmlns='jabber:client'/><presence xmlns='jabber:client'/>",
+        "not-well-formed",
+        id="two-elements",
+    ),
+    pytest.param(
+        "<!DOCTYPE x [<!ENTITY a 'b'>]><x/>", "not-well-formed", id="dtd"
+    ),  # inside a stream
     pytest.param("<!-- hi --><presence xmlns='jabber:client'/>", "restricted-xml", id="comment"),
     pytest.param(b"<presence xmlns='jabber:client'/>", "unsupported-encoding", id="binary"),
-    pytest.param("<message xmlns='jabber:client'><body>" + "x" * 300_000 + "</body></message>", "policy-violation", id="oversized"),
+    pytest.param(
+        "<message xmlns='jabber:client'><body>" + "x" * 300_000 + "</body></message>",
+        "policy-violation",
+        id="oversized",
+    ),
 ]
 
 
@@ -155,7 +188,9 @@ async def test_bad_frame_is_a_stream_error_and_other_sessions_carry_on(web: Web,
                 await juliet.recv()
             assert info.value.error == condition
             assert await juliet.ws.get_message() == f"<close xmlns='{FRAMING_NS}'/>"
-        await romeo.send("<message to='romeo@localhost/ok' id='self'><body>still here</body></message>")
+        await romeo.send(
+            "<message to='romeo@localhost/ok' id='self'><body>still here</body></message>"
+        )
         assert (await romeo.expect("message")).get("id") == "self"
 
 
@@ -168,7 +203,9 @@ async def test_bad_frame_before_open_gets_open_then_error(web: Web) -> None:
 
 
 async def test_frame_beyond_the_hard_cap_closes_with_1009(web: Web) -> None:
-    async with open_websocket_url(web.ws_url, subprotocols=["xmpp"], max_message_size=1 << 22) as ws:
+    async with open_websocket_url(
+        web.ws_url, subprotocols=["xmpp"], max_message_size=1 << 22
+    ) as ws:
         await ws.send_message(OPEN)
         await ws.get_message()
         await ws.get_message()
@@ -180,20 +217,22 @@ async def test_frame_beyond_the_hard_cap_closes_with_1009(web: Web) -> None:
 
 
 async def test_slow_reader_is_closed_and_others_carry_on(make_web) -> None:
-    async with make_web(outbox_size=16) as web:
-        async with (websocket_client(web.ws_url, web.domain, "romeo", resource="fast") as romeo,
-                    open_websocket_url(web.ws_url, subprotocols=["xmpp"], message_queue_size=1) as slow):  # fmt: skip
-            from tests.transports.clients import WebSocketClient
-
-            juliet = WebSocketClient(slow, web.domain)
-            await juliet.login("juliet", "secret", "slow")
-            big = "x" * 60_000
-            with trio.fail_after(20):
-                for index in range(400):  # far more than socket buffers and the outbox hold
-                    await romeo.send(f"<message to='juliet@localhost/slow' id='b{index}'><body>{big}</body></message>")
-                    if not web.srv.server.router.session_for(juliet.jid):
-                        break
-                    await trio.sleep(0)
-            assert web.srv.server.router.session_for(juliet.jid) is None  # closed: too slow
-            await romeo.send("<message to='romeo@localhost/fast' id='self'><body>ok</body></message>")
-            assert (await romeo.expect(lambda e: e.get("id") == "self")).get("id") == "self"
+    async with (
+        make_web(outbox_size=16) as web,
+        websocket_client(web.ws_url, web.domain, "romeo", resource="fast") as romeo,
+        open_websocket_url(web.ws_url, subprotocols=["xmpp"], message_queue_size=1) as slow,
+    ):
+        juliet = WebSocketClient(slow, web.domain)
+        await juliet.login("juliet", "secret", "slow")
+        big = "x" * 60_000
+        with trio.fail_after(20):
+            for index in range(400):  # far more than socket buffers and the outbox hold
+                await romeo.send(
+                    f"<message to='juliet@localhost/slow' id='b{index}'><body>{big}</body></message>"
+                )
+                if not web.srv.server.router.session_for(juliet.jid):
+                    break
+                await trio.lowlevel.checkpoint()
+        assert web.srv.server.router.session_for(juliet.jid) is None  # closed: too slow
+        await romeo.send("<message to='romeo@localhost/fast' id='self'><body>ok</body></message>")
+        assert (await romeo.expect(lambda e: e.get("id") == "self")).get("id") == "self"

@@ -98,7 +98,19 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX plugin_data_account ON plugin_data (account)")
 
 
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Data of services that are not accounts (e.g. a MUC service's rooms)."""
+    db.execute(
+        """CREATE TABLE service_data (
+            plugin TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (plugin, key)
+        )"""
+    )
+
+
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -390,3 +402,24 @@ class SQLiteStorage:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # -- service data (not tied to an account) --------------------------------------------------
+
+    def service_get(self, plugin: str, key: str) -> str | None:
+        rows = self._read("SELECT value FROM service_data WHERE plugin = ? AND key = ?", (plugin, key))
+        return rows[0][0] if rows else None
+
+    def service_put(self, plugin: str, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO service_data (plugin, key, value) VALUES (?, ?, ?)",
+                (plugin, key, value),
+            )
+
+    def service_delete(self, plugin: str, key: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM service_data WHERE plugin = ? AND key = ?", (plugin, key))
+
+    def service_keys(self, plugin: str) -> list[str]:
+        rows = self._read("SELECT key FROM service_data WHERE plugin = ? ORDER BY key", (plugin,))
+        return [row[0] for row in rows]

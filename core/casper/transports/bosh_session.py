@@ -337,9 +337,9 @@ class BoshSession:
         self._hold_request(request.rid)
 
     def _check_polling(self) -> None:
-        if self.hold == 0 and self._last_empty is not None:
-            if self._now - self._last_empty < self.limits.polling:
-                raise BoshError("policy-violation", f"polling faster than every {self.limits.polling}s")
+        last, polling = self._last_empty, self.limits.polling
+        if self.hold == 0 and last is not None and self._now - last < polling:
+            raise BoshError("policy-violation", f"polling faster than every {polling}s")
         self._last_empty = self._now
 
     def _hold_request(self, rid: int) -> None:
@@ -366,9 +366,9 @@ class BoshSession:
             expired = min(self._held, key=lambda held: held[1])
             self._held.remove(expired)
             self._answer(expired[0])
-        if not self._held and self._idle_since is not None:
-            if self._now >= self._idle_since + self.limits.inactivity:
-                self._terminate(None, reason="inactive")
+        idle = self._idle_since
+        if not self._held and idle is not None and self._now >= idle + self.limits.inactivity:
+            self._terminate(None, reason="inactive")
 
     def _on_late_request(self, request: BoshRequest) -> None:
         if request.rid in self._answers:

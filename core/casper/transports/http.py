@@ -164,7 +164,9 @@ class HttpService:
             else:
                 raise _Refused(400, "incomplete request")
 
-    async def _route(self, request: h11.Request, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _route(
+        self, request: h11.Request, body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         path = request.target.split(b"?", 1)[0].decode("ascii", "replace")
         method = request.method
         cors = self._allowed(request)
@@ -181,7 +183,10 @@ class HttpService:
         if method != b"POST":
             return 405, cors + [(b"allow", b"GET, POST, OPTIONS")], b"method not allowed\n"
         status, content = await self.bosh.handle(body)
-        headers = cors + [(b"content-type", b"text/xml; charset=utf-8"), (b"cache-control", b"no-store")]
+        headers = cors + [
+            (b"content-type", b"text/xml; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+        ]
         return status, headers, content
 
     def _cors(self, request: h11.Request) -> list[tuple[bytes, bytes]] | None:
@@ -247,7 +252,9 @@ def _is_websocket(request: h11.Request) -> bool:
     return request.method == b"GET" and upgrade.lower() == "websocket"
 
 
-async def _next_event(conn: h11.Connection, stream: trio.abc.Stream, raw: bytearray | None) -> h11.Event:
+async def _next_event(
+    conn: h11.Connection, stream: trio.abc.Stream, raw: bytearray | None
+) -> h11.Event:
     """The next h11 event, reading as needed; ``raw`` collects the bytes read."""
     while True:
         event = conn.next_event()

@@ -9,8 +9,8 @@ outcast) with kick and ban, the configuration form (XEP-0004 ``muc#roomconfig``:
 persistent, public, members-only, moderated, password, anonymity, subject changes,
 invitations, private messages, maximum occupants), mediated invitations and declines,
 destroy, service and room discovery (with ``muc#roominfo``), XEP-0410 self-ping, and
-storage of persistent rooms with their affiliations and subject (plugin KV), reloaded at
-start. Status codes: 100, 104, 110, 172-174, 201, 210, 301, 303, 307, 321, 322, 333.
+storage of persistent rooms with their affiliations and subject (plugin KV, kept under a
+local owner's account: see :mod:`.store`), reloaded at start. Status codes: 100, 104, 110, 172-174, 201, 210, 301, 303, 307, 321, 322, 333.
 
 Invisibility, and what a room reveals:
 

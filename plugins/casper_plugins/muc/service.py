@@ -27,6 +27,7 @@ import trio
 from casper.errors import StanzaError
 from casper.hookspecs import hookimpl
 from casper.jid import JID
+from casper.plugins import GuardedNursery
 from casper.stanza import Stanza, qname
 
 from . import admin, chat, disco, occupancy, store
@@ -71,7 +72,7 @@ class MucService:
         return True
 
     @hookimpl
-    def casper_serve(self, server: Server, nursery: trio.Nursery) -> None:
+    def casper_serve(self, server: Server, nursery: GuardedNursery) -> None:
         nursery.start_soon(self.run)
 
     @hookimpl
@@ -155,7 +156,7 @@ class MucService:
                 if anchor is not None:
                     await db(store.delete, storage, room.jid, anchor)
                     del self._stored[room.jid]
-            elif out.save or anchor is None:
+            elif out.save:
                 candidates = store.anchors(room, self.server.domain)
                 value = store.dump(room)
                 anchor = await db(store.save, storage, room.jid, candidates, anchor, value)

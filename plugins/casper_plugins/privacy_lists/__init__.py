@@ -65,10 +65,9 @@ deny item is taken to match, an allow item not.
 
 Hooks: ``casper_configure``, ``casper_serve``, ``casper_iq_handlers`` (``jabber:iq:privacy``
 on the account), ``casper_disco_features`` (``jabber:iq:privacy`` for the server),
-``casper_filter_incoming``, ``casper_filter_outgoing``, ``casper_hidden_from``,
-``casper_handle_outgoing`` (answers a denied outbound stanza ``not-acceptable`` straight to
-the sender: routed, the error would be stopped by the sender's own list),
-``casper_session_bound``, ``casper_session_ended``.
+``casper_filter_incoming``, ``casper_filter_outgoing`` (a denied outbound stanza is
+answered ``not-acceptable``, which the core hands straight back to the sender),
+``casper_hidden_from``, ``casper_session_bound``, ``casper_session_ended``.
 
 Config keys (``[plugin.privacy-lists]``):
 

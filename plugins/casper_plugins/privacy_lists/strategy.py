@@ -121,7 +121,7 @@ def _directed_to_bare(session: Session, peer: JID) -> bool:
 
 
 def _is_notification(stanza: Stanza) -> bool:
-    """A message without a body carrying only chat states, events, receipts or markers."""
+    """A message without a body that carries a chat state, event, receipt or marker."""
     if stanza.element.find(BODY) is not None:
         return False
     return any(child.tag[1:].split("}")[0] in NOTIFICATION_NS for child in stanza.element)
@@ -227,22 +227,6 @@ class PrivacyLists:
         return item is not None and (not availability or item.type == "jid")
 
     @hookimpl
-    def casper_handle_outgoing(self, stanza: Stanza, session: Session) -> bool | None:
-        """Answer a denied outbound stanza with ``not-acceptable`` straight to the sender.
-
-        Workaround: the core routes a ``Bounce`` from ``casper_filter_outgoing`` like any
-        stanza from the addressee, so the sender's own list (which denies that addressee)
-        would swallow the error. :meth:`casper_filter_outgoing` still decides the same
-        way, should this hook be skipped.
-        """
-        if not self._outbound_denied(stanza, session):
-            return None
-        if stanza.type != "error":
-            error = stanza.error_reply(Bounce("not-acceptable"))
-            session.deliver_nowait(error.readdressed(to=session.jid))
-        return True
-
-    @hookimpl
     def casper_filter_outgoing(self, stanza: Stanza, session: Session) -> Verdict | None:
         if self._outbound_denied(stanza, session):
             return Bounce("not-acceptable")
@@ -310,7 +294,7 @@ class PrivacyLists:
                     and item.type == "jid"
                     and policy.may_hide_from(account, target)
                 ):
-                    session.directed_to.discard(target)
+                    self._server.presence.withdraw_directed(session, target)
         await self._server.visibility_inputs_changed(account)
         for session in self._server.router.sessions_of(account):
             self._reconcile_inbound(session)

@@ -28,11 +28,39 @@ from tests.helpers import error_condition, new_id, query
 from tests.realnet.conftest import DIRECT_TLS, STARTTLS, CasperProcess, Peer, RunningServer
 
 __all__ = [
-    "ACTORS", "CLIENT", "DATA_NS", "DELAY", "INFO_NS", "ITEMS_NS", "IQ", "MESSAGE", "MUC",
-    "MUC_NS", "OWNER_NS", "ADMIN_NS", "PRESENCE", "USER_NS", "Match", "admin", "codes",
-    "configure", "create_room", "enter", "error_condition", "everything", "item", "join",
-    "message_from", "new_id", "open_muc", "presence_from", "query", "quiet", "room_sync",
-    "say", "subject_message",
+    "ACTORS",
+    "ADMIN_NS",
+    "CLIENT",
+    "DATA_NS",
+    "DELAY",
+    "INFO_NS",
+    "IQ",
+    "ITEMS_NS",
+    "MESSAGE",
+    "MUC",
+    "MUC_NS",
+    "OWNER_NS",
+    "PRESENCE",
+    "USER_NS",
+    "Match",
+    "admin",
+    "codes",
+    "configure",
+    "create_room",
+    "enter",
+    "error_condition",
+    "everything",
+    "item",
+    "join",
+    "message_from",
+    "new_id",
+    "open_muc",
+    "presence_from",
+    "query",
+    "quiet",
+    "room_sync",
+    "say",
+    "subject_message",
 ]  # fmt: skip
 
 MUC = "conference.localhost"
@@ -72,7 +100,9 @@ def open_muc(*, plugins: tuple[str, ...] = (), accounts: tuple[str, ...] = ACTOR
 
 def codes(element: Element) -> set[int]:
     """The muc#user status codes of a stanza."""
-    return {int(s.get("code", "0")) for s in element.iterfind(f"{{{USER_NS}}}x/{{{USER_NS}}}status")}
+    return {
+        int(s.get("code", "0")) for s in element.iterfind(f"{{{USER_NS}}}x/{{{USER_NS}}}status")
+    }
 
 
 def item(element: Element) -> Element:
@@ -140,7 +170,9 @@ async def join(client: TestClient, room: str, nick: str, *, password: str | None
     return await client.expect(answer)
 
 
-async def enter(client: TestClient, room: str, nick: str, **kwargs: Any) -> tuple[Element, list[Element]]:
+async def enter(
+    client: TestClient, room: str, nick: str, **kwargs: Any
+) -> tuple[Element, list[Element]]:
     """Join successfully; return the self-presence and everything up to the subject
     (which always comes last: XEP-0045 §7.2.15)."""
     own = await join(client, room, nick, **kwargs)
@@ -187,7 +219,9 @@ async def create_room(client: TestClient, room: str, nick: str, **fields: object
 
 async def say(client: TestClient, room: str, body: str, *, type_: str = "groupchat") -> str:
     msg_id = new_id("m")
-    await client.send(f"<message to='{room}' id='{msg_id}' type='{type_}'><body>{body}</body></message>")
+    await client.send(
+        f"<message to='{room}' id='{msg_id}' type='{type_}'><body>{body}</body></message>"
+    )
     return msg_id
 
 
@@ -252,7 +286,9 @@ def muc_casper(tmp_path: Path) -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-def open_muc_peer(muc_casper: RunningServer) -> Callable[..., contextlib.AbstractAsyncContextManager[MucPeer]]:
+def open_muc_peer(
+    muc_casper: RunningServer,
+) -> Callable[..., contextlib.AbstractAsyncContextManager[MucPeer]]:
     """``open_muc_peer(local, *, presence=True)``: a logged-in :class:`MucPeer`, closed on exit."""
 
     @contextlib.asynccontextmanager

@@ -57,109 +57,119 @@ def form_values(x: Element) -> dict[str, list[str]]:
 
 
 async def test_owner_gets_the_form_and_others_are_forbidden() -> None:
-    async with open_muc() as srv:
-        async with srv.client("romeo") as romeo, srv.client("juliet") as juliet:
-            await create_room(romeo, ROOM, "Romeo", name="Capulets", persistent=True)
-            answer = await query(romeo, ROOM, f"<query xmlns='{OWNER_NS}'/>")
-            x = answer.find(f"{{{OWNER_NS}}}query/{{{DATA_NS}}}x")
-            assert x is not None and x.get("type") == "form"
-            values = form_values(x)
-            assert values["FORM_TYPE"] == ["http://jabber.org/protocol/muc#roomconfig"]
-            assert values["muc#roomconfig_roomname"] == ["Capulets"]
-            assert values["muc#roomconfig_persistentroom"] == ["1"]
-            assert values["muc#roomconfig_whois"] == ["moderators"]
-            await enter(juliet, ROOM, "Juliet")
-            refused = await query(juliet, ROOM, f"<query xmlns='{OWNER_NS}'/>")
-            assert error_condition(refused) == "forbidden"
-            refused = await configure(juliet, ROOM, name="Ours now")
-            assert error_condition(refused) == "forbidden"
+    async with open_muc() as srv, srv.client("romeo") as romeo, srv.client("juliet") as juliet:
+        await create_room(romeo, ROOM, "Romeo", name="Capulets", persistent=True)
+        answer = await query(romeo, ROOM, f"<query xmlns='{OWNER_NS}'/>")
+        x = answer.find(f"{{{OWNER_NS}}}query/{{{DATA_NS}}}x")
+        assert x is not None and x.get("type") == "form"
+        values = form_values(x)
+        assert values["FORM_TYPE"] == ["http://jabber.org/protocol/muc#roomconfig"]
+        assert values["muc#roomconfig_roomname"] == ["Capulets"]
+        assert values["muc#roomconfig_persistentroom"] == ["1"]
+        assert values["muc#roomconfig_whois"] == ["moderators"]
+        await enter(juliet, ROOM, "Juliet")
+        refused = await query(juliet, ROOM, f"<query xmlns='{OWNER_NS}'/>")
+        assert error_condition(refused) == "forbidden"
+        refused = await configure(juliet, ROOM, name="Ours now")
+        assert error_condition(refused) == "forbidden"
 
 
 async def test_bad_values_are_refused_and_change_nothing() -> None:
-    async with open_muc() as srv:
-        async with srv.client("romeo") as romeo:
-            await create_room(romeo, ROOM, "Romeo")
-            for fields in ({"whois": "everybody"}, {"max_users": "0"}, {"persistent": "maybe"},
-                           {"password_protected": True}):  # fmt: skip
-                refused = await configure(romeo, ROOM, **fields)
-                assert error_condition(refused) == "not-acceptable", fields
-            info = await query(romeo, ROOM, f"<query xmlns='{INFO_NS}'/>")
-            assert {"muc_semianonymous", "muc_temporary", "muc_unsecured"} <= features(info)
+    async with open_muc() as srv, srv.client("romeo") as romeo:
+        await create_room(romeo, ROOM, "Romeo")
+        for fields in ({"whois": "everybody"}, {"max_users": "0"}, {"persistent": "maybe"},
+                       {"password_protected": True}):  # fmt: skip
+            refused = await configure(romeo, ROOM, **fields)
+            assert error_condition(refused) == "not-acceptable", fields
+        info = await query(romeo, ROOM, f"<query xmlns='{INFO_NS}'/>")
+        assert {"muc_semianonymous", "muc_temporary", "muc_unsecured"} <= features(info)
 
 
 async def test_cancelling_the_initial_configuration_destroys_the_room() -> None:
-    async with open_muc() as srv:
-        async with srv.client("romeo") as romeo:
-            await enter(romeo, ROOM, "Romeo")
-            answer = await query(
-                romeo, ROOM, f"<query xmlns='{OWNER_NS}'><x xmlns='{DATA_NS}' type='cancel'/></query>", "set"
-            )
-            assert answer.get("type") == "result"
-            gone = await romeo.expect(presence_from(f"{ROOM}/Romeo", "unavailable"))
-            assert gone.find(f"{{{USER_NS}}}x/{{{USER_NS}}}destroy") is not None
-            info = await query(romeo, ROOM, f"<query xmlns='{INFO_NS}'/>")
-            assert error_condition(info) == "item-not-found"
+    async with open_muc() as srv, srv.client("romeo") as romeo:
+        await enter(romeo, ROOM, "Romeo")
+        answer = await query(
+            romeo,
+            ROOM,
+            f"<query xmlns='{OWNER_NS}'><x xmlns='{DATA_NS}' type='cancel'/></query>",
+            "set",
+        )
+        assert answer.get("type") == "result"
+        gone = await romeo.expect(presence_from(f"{ROOM}/Romeo", "unavailable"))
+        assert gone.find(f"{{{USER_NS}}}x/{{{USER_NS}}}destroy") is not None
+        info = await query(romeo, ROOM, f"<query xmlns='{INFO_NS}'/>")
+        assert error_condition(info) == "item-not-found"
 
 
 # ---------------------------------------------------------------- what the settings do
 
 
 async def test_password_protected_room() -> None:
-    async with open_muc() as srv:
-        async with srv.client("romeo") as romeo, srv.client("juliet") as juliet:
-            await create_room(romeo, ROOM, "Romeo", password_protected=True, password="nightingale")
-            info = await query(juliet, ROOM, f"<query xmlns='{INFO_NS}'/>")
-            assert "muc_passwordprotected" in features(info)
-            for wrong in (None, "lark"):
-                refused = await join(juliet, ROOM, "Juliet", password=wrong)
-                assert error_condition(refused) == "not-authorized"
-                assert "nightingale" not in repr([c.text for c in refused.iter()])
-            assert (await join(juliet, ROOM, "Juliet", password="nightingale")).get("type") is None
+    async with open_muc() as srv, srv.client("romeo") as romeo, srv.client("juliet") as juliet:
+        await create_room(romeo, ROOM, "Romeo", password_protected=True, password="nightingale")
+        info = await query(juliet, ROOM, f"<query xmlns='{INFO_NS}'/>")
+        assert "muc_passwordprotected" in features(info)
+        for wrong in (None, "lark"):
+            refused = await join(juliet, ROOM, "Juliet", password=wrong)
+            assert error_condition(refused) == "not-authorized"
+            assert "nightingale" not in repr([c.text for c in refused.iter()])
+        assert (await join(juliet, ROOM, "Juliet", password="nightingale")).get("type") is None
 
 
 async def test_members_only_room_and_turning_it_on_removes_non_members_322() -> None:
-    async with open_muc() as srv:
-        async with srv.client("romeo") as romeo, srv.client("juliet") as juliet, srv.client("nurse") as nurse:
-            await create_room(romeo, ROOM, "Romeo")
-            await enter(juliet, ROOM, "Juliet")
-            await enter(nurse, ROOM, "Nurse")
-            await query(
-                romeo,
-                ROOM,
-                "<query xmlns='http://jabber.org/protocol/muc#admin'>"
-                "<item jid='nurse@localhost' affiliation='member'/></query>",
-                "set",
-            )
-            answer = await configure(romeo, ROOM, members_only=True)
-            assert answer.get("type") == "result"
-            removed = await juliet.expect(presence_from(f"{ROOM}/Juliet", "unavailable"))
-            assert codes(removed) == {110, 322}
-            notice = await nurse.expect(lambda e: e.tag == MESSAGE and e.get("from") == ROOM)
-            assert 104 in codes(notice)
-            refused = await join(juliet, ROOM, "Juliet")
-            assert error_condition(refused) == "registration-required"
-            info = await query(juliet, ROOM, f"<query xmlns='{INFO_NS}'/>")
-            assert "muc_membersonly" in features(info)
+    async with (
+        open_muc() as srv,
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+        srv.client("nurse") as nurse,
+    ):
+        await create_room(romeo, ROOM, "Romeo")
+        await enter(juliet, ROOM, "Juliet")
+        await enter(nurse, ROOM, "Nurse")
+        await query(
+            romeo,
+            ROOM,
+            "<query xmlns='http://jabber.org/protocol/muc#admin'>"
+            "<item jid='nurse@localhost' affiliation='member'/></query>",
+            "set",
+        )
+        answer = await configure(romeo, ROOM, members_only=True)
+        assert answer.get("type") == "result"
+        removed = await juliet.expect(presence_from(f"{ROOM}/Juliet", "unavailable"))
+        assert codes(removed) == {110, 322}
+        notice = await nurse.expect(lambda e: e.tag == MESSAGE and e.get("from") == ROOM)
+        assert 104 in codes(notice)
+        refused = await join(juliet, ROOM, "Juliet")
+        assert error_condition(refused) == "registration-required"
+        info = await query(juliet, ROOM, f"<query xmlns='{INFO_NS}'/>")
+        assert "muc_membersonly" in features(info)
 
 
 async def test_members_only_invitation_by_an_owner_admits_the_invitee() -> None:
-    async with open_muc() as srv:
-        async with srv.client("romeo") as romeo, srv.client("juliet", presence=True) as juliet:
-            await create_room(romeo, ROOM, "Romeo", members_only=True)
-            await romeo.send(
-                f"<message to='{ROOM}'><x xmlns='{USER_NS}'><invite to='juliet@localhost'/></x></message>"
-            )
-            await juliet.expect(MESSAGE)
-            assert (await join(juliet, ROOM, "Juliet")).get("type") is None
+    async with (
+        open_muc() as srv,
+        srv.client("romeo") as romeo,
+        srv.client("juliet", presence=True) as juliet,
+    ):
+        await create_room(romeo, ROOM, "Romeo", members_only=True)
+        await romeo.send(
+            f"<message to='{ROOM}'><x xmlns='{USER_NS}'><invite to='juliet@localhost'/></x></message>"
+        )
+        await juliet.expect(MESSAGE)
+        assert (await join(juliet, ROOM, "Juliet")).get("type") is None
 
 
 async def test_maximum_occupants() -> None:
-    async with open_muc() as srv:
-        async with srv.client("romeo") as romeo, srv.client("juliet") as juliet, srv.client("nurse") as nurse:
-            await create_room(romeo, ROOM, "Romeo", max_users=2)
-            await enter(juliet, ROOM, "Juliet")
-            refused = await join(nurse, ROOM, "Nurse")
-            assert error_condition(refused) == "service-unavailable"
+    async with (
+        open_muc() as srv,
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+        srv.client("nurse") as nurse,
+    ):
+        await create_room(romeo, ROOM, "Romeo", max_users=2)
+        await enter(juliet, ROOM, "Juliet")
+        refused = await join(nurse, ROOM, "Nurse")
+        assert error_condition(refused) == "service-unavailable"
 
 
 @pytest.mark.parametrize(
@@ -170,68 +180,83 @@ async def test_maximum_occupants() -> None:
         ("none", "muc_fullyanonymous", False, False),
     ],
 )
-async def test_anonymity_decides_who_sees_real_jids(whois, feature, participant_sees, owner_sees) -> None:
-    async with open_muc() as srv:
-        async with srv.client("romeo") as romeo, srv.client("juliet") as juliet, srv.client("nurse") as nurse:
-            await create_room(romeo, ROOM, "Romeo", whois=whois)
-            info = await query(nurse, ROOM, f"<query xmlns='{INFO_NS}'/>")
-            assert feature in features(info)
-            own, received = await enter(juliet, ROOM, "Juliet")
-            assert (100 in codes(own)) == (whois == "anyone")  # the joiner is warned
-            assert item(own).get("jid") == str(juliet.jid)  # one always sees oneself
-            romeo_seen = next(e for e in received if e.get("from") == f"{ROOM}/Romeo")
-            assert (item(romeo_seen).get("jid") == str(romeo.jid)) == participant_sees
-            at_owner = await romeo.expect(presence_from(f"{ROOM}/Juliet"))
-            assert (item(at_owner).get("jid") == str(juliet.jid)) == owner_sees
-            await enter(nurse, ROOM, "Nurse")
-            at_juliet = await juliet.expect(presence_from(f"{ROOM}/Nurse"))
-            assert (item(at_juliet).get("jid") is not None) == participant_sees
+async def test_anonymity_decides_who_sees_real_jids(
+    whois, feature, participant_sees, owner_sees
+) -> None:
+    async with (
+        open_muc() as srv,
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+        srv.client("nurse") as nurse,
+    ):
+        await create_room(romeo, ROOM, "Romeo", whois=whois)
+        info = await query(nurse, ROOM, f"<query xmlns='{INFO_NS}'/>")
+        assert feature in features(info)
+        own, received = await enter(juliet, ROOM, "Juliet")
+        assert (100 in codes(own)) == (whois == "anyone")  # the joiner is warned
+        assert item(own).get("jid") == str(juliet.jid)  # one always sees oneself
+        romeo_seen = next(e for e in received if e.get("from") == f"{ROOM}/Romeo")
+        assert (item(romeo_seen).get("jid") == str(romeo.jid)) == participant_sees
+        at_owner = await romeo.expect(presence_from(f"{ROOM}/Juliet"))
+        assert (item(at_owner).get("jid") == str(juliet.jid)) == owner_sees
+        await enter(nurse, ROOM, "Nurse")
+        at_juliet = await juliet.expect(presence_from(f"{ROOM}/Nurse"))
+        assert (item(at_juliet).get("jid") is not None) == participant_sees
 
 
 async def test_turning_a_room_non_anonymous_warns_172_and_reveals_only_later_joiners() -> None:
-    async with open_muc() as srv:
-        async with srv.client("romeo") as romeo, srv.client("juliet") as juliet, srv.client("nurse") as nurse:
-            await create_room(romeo, ROOM, "Romeo")
-            await enter(juliet, ROOM, "Juliet")
-            answer = await configure(romeo, ROOM, whois="anyone")
-            assert answer.get("type") == "result"
-            notice = await juliet.expect(lambda e: e.tag == MESSAGE and e.get("from") == ROOM)
-            assert codes(notice) == {172}
-            _, received = await enter(nurse, ROOM, "Nurse")
-            juliet_seen = next(e for e in received if e.get("from") == f"{ROOM}/Juliet")
-            assert item(juliet_seen).get("jid") is None  # joined under semi-anonymity
-            nurse_seen = await juliet.expect(presence_from(f"{ROOM}/Nurse"))
-            assert item(nurse_seen).get("jid") == str(nurse.jid)  # joined knowing (status 100)
-            # a presence update from juliet still hides her real JID from nurse
-            await juliet.send(f"<presence to='{ROOM}/Juliet'><show>away</show></presence>")
-            update = await nurse.expect(presence_from(f"{ROOM}/Juliet"))
-            assert item(update).get("jid") is None
-            answer = await configure(romeo, ROOM, name="Capulets")
-            notice = await juliet.expect(lambda e: e.tag == MESSAGE and e.get("from") == ROOM)
-            assert codes(notice) == {104}
-            await configure(romeo, ROOM, name="Capulets")  # no change, no notice
-            await quiet(juliet, lambda e: e.tag == MESSAGE)
+    async with (
+        open_muc() as srv,
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+        srv.client("nurse") as nurse,
+    ):
+        await create_room(romeo, ROOM, "Romeo")
+        await enter(juliet, ROOM, "Juliet")
+        answer = await configure(romeo, ROOM, whois="anyone")
+        assert answer.get("type") == "result"
+        notice = await juliet.expect(lambda e: e.tag == MESSAGE and e.get("from") == ROOM)
+        assert codes(notice) == {172}
+        _, received = await enter(nurse, ROOM, "Nurse")
+        juliet_seen = next(e for e in received if e.get("from") == f"{ROOM}/Juliet")
+        assert item(juliet_seen).get("jid") is None  # joined under semi-anonymity
+        nurse_seen = await juliet.expect(presence_from(f"{ROOM}/Nurse"))
+        assert item(nurse_seen).get("jid") == str(nurse.jid)  # joined knowing (status 100)
+        # a presence update from juliet still hides her real JID from nurse
+        await juliet.send(f"<presence to='{ROOM}/Juliet'><show>away</show></presence>")
+        update = await nurse.expect(presence_from(f"{ROOM}/Juliet"))
+        assert item(update).get("jid") is None
+        answer = await configure(romeo, ROOM, name="Capulets")
+        notice = await juliet.expect(lambda e: e.tag == MESSAGE and e.get("from") == ROOM)
+        assert codes(notice) == {104}
+        await configure(romeo, ROOM, name="Capulets")  # no change, no notice
+        await quiet(juliet, lambda e: e.tag == MESSAGE)
 
 
 # ---------------------------------------------------------------- [plugin.muc]
 
 
 async def test_the_service_domain_is_configurable() -> None:
-    async with open_muc(settings={"subdomain": "rooms", "name": "Verona"}) as srv:
-        async with srv.client("romeo") as romeo:
-            info = await query(romeo, "rooms.localhost", f"<query xmlns='{INFO_NS}'/>")
-            identity = info.find(f"{{{INFO_NS}}}query/{{{INFO_NS}}}identity")
-            assert identity is not None and identity.get("name") == "Verona"
-            refused = await query(romeo, MUC, f"<query xmlns='{INFO_NS}'/>")
-            assert error_condition(refused) == "remote-server-not-found"
+    async with (
+        open_muc(settings={"subdomain": "rooms", "name": "Verona"}) as srv,
+        srv.client("romeo") as romeo,
+    ):
+        info = await query(romeo, "rooms.localhost", f"<query xmlns='{INFO_NS}'/>")
+        identity = info.find(f"{{{INFO_NS}}}query/{{{INFO_NS}}}identity")
+        assert identity is not None and identity.get("name") == "Verona"
+        refused = await query(romeo, MUC, f"<query xmlns='{INFO_NS}'/>")
+        assert error_condition(refused) == "remote-server-not-found"
 
 
 async def test_lock_new_rooms_off_makes_every_new_room_instant() -> None:
-    async with open_muc(settings={"lock_new_rooms": False}) as srv:
-        async with srv.client("romeo") as romeo, srv.client("juliet") as juliet:
-            own, _ = await enter(romeo, ROOM, "Romeo")
-            assert 201 in codes(own)
-            assert (await join(juliet, ROOM, "Juliet")).get("type") is None
+    async with (
+        open_muc(settings={"lock_new_rooms": False}) as srv,
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+    ):
+        own, _ = await enter(romeo, ROOM, "Romeo")
+        assert 201 in codes(own)
+        assert (await join(juliet, ROOM, "Juliet")).get("type") is None
 
 
 @pytest.mark.parametrize(
@@ -272,7 +297,9 @@ class OtherComponent:
 
 
 async def test_the_server_refuses_to_start_when_the_domain_is_taken() -> None:
-    with pytest.RaisesGroup(pytest.RaisesExc(ConfigError, match="already served"), flatten_subgroups=True):
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(ConfigError, match="already served"), flatten_subgroups=True
+    ):
         async with open_muc(extra_plugins=[(OtherComponent(), "other")]):
             pass  # pragma: no cover
 
@@ -283,7 +310,9 @@ async def test_the_server_refuses_to_start_when_the_domain_is_taken() -> None:
 def test_form_round_trip_every_field() -> None:
     room = Room(JID.parse(ROOM), RoomConfig(), history_size=5)
     built = config_form(room)
-    assert [f.get("var") for f in built.findall(f"{{{DATA_NS}}}field")][1:] == [f.var for f in FIELDS]
+    assert [f.get("var") for f in built.findall(f"{{{DATA_NS}}}field")][1:] == [
+        f.var for f in FIELDS
+    ]
     submitted = parse_xml(
         "<message>"
         + form(name="N", description="D", persistent=True, public=False, members_only=True,

@@ -53,7 +53,9 @@ async def open_stored_server(path: Path, *, first_run: bool) -> AsyncIterator[Te
     ca.issue_cert("localhost").configure_cert(server_ctx)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    config = Config(domain="localhost", port=0, tls_port=None, data_dir=path.parent, plugins=("muc",))
+    config = Config(
+        domain="localhost", port=0, tls_port=None, data_dir=path.parent, plugins=("muc",)
+    )
     storage = SQLiteStorage(path)
     try:
         tcp = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -83,7 +85,9 @@ def stored_keys(path: Path) -> list[str]:
         storage.close()
 
 
-async def test_a_persistent_room_its_affiliations_and_subject_survive_a_restart(tmp_path: Path) -> None:
+async def test_a_persistent_room_its_affiliations_and_subject_survive_a_restart(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "casper.sqlite"
     async with open_stored_server(db, first_run=True) as srv:
         async with srv.client("romeo") as romeo:
@@ -91,16 +95,26 @@ async def test_a_persistent_room_its_affiliations_and_subject_survive_a_restart(
                               whois="anyone", name="The Capulets")  # fmt: skip
             items = "".join(
                 f"<item jid='{user}@localhost' affiliation='{affiliation}'/>"
-                for user, affiliation in (("juliet", "member"), ("nurse", "admin"), ("tybalt", "outcast"))
+                for user, affiliation in (
+                    ("juliet", "member"),
+                    ("nurse", "admin"),
+                    ("tybalt", "outcast"),
+                )
             )
             assert (await admin(romeo, ROOM, items)).get("type") == "result"
-            await romeo.send(f"<message to='{ROOM}' type='groupchat'><subject>Feud</subject></message>")
+            await romeo.send(
+                f"<message to='{ROOM}' type='groupchat'><subject>Feud</subject></message>"
+            )
             await room_sync(romeo)
         await room_sync_with(srv)
     assert stored_keys(db) == [f"{ROOM} by romeo@localhost"]
 
     async with open_stored_server(db, first_run=False) as srv:
-        async with srv.client("juliet") as juliet, srv.client("tybalt") as tybalt, srv.client("mercutio") as mercutio:
+        async with (
+            srv.client("juliet") as juliet,
+            srv.client("tybalt") as tybalt,
+            srv.client("mercutio") as mercutio,
+        ):
             info = await query(mercutio, ROOM, f"<query xmlns='{INFO_NS}'/>")
             features = {f.get("var") for f in info.iter(f"{{{INFO_NS}}}feature")}
             assert {"muc_persistent", "muc_membersonly", "muc_nonanonymous"} <= features
@@ -108,10 +122,15 @@ async def test_a_persistent_room_its_affiliations_and_subject_survive_a_restart(
             assert identity is not None and identity.get("name") == "The Capulets"
             own, received = await enter(juliet, ROOM, "Juliet")
             assert item(own).get("affiliation") == "member"
-            assert 201 not in set(int(s.get("code", 0)) for s in own.iter("{http://jabber.org/protocol/muc#user}status"))
+            assert 201 not in {
+                int(s.get("code", 0))
+                for s in own.iter("{http://jabber.org/protocol/muc#user}status")
+            }
             assert received[-1].findtext(f"{{{CLIENT}}}subject") == "Feud"
             assert error_condition(await join(tybalt, ROOM, "Tybalt")) == "forbidden"
-            assert error_condition(await join(mercutio, ROOM, "Mercutio")) == "registration-required"
+            assert (
+                error_condition(await join(mercutio, ROOM, "Mercutio")) == "registration-required"
+            )
         async with srv.client("romeo") as romeo, srv.client("nurse") as nurse:
             form = await query(romeo, ROOM, f"<query xmlns='{OWNER_NS}'/>")  # still the owner
             assert form.get("type") == "result"
@@ -137,14 +156,15 @@ async def test_temporary_and_destroyed_rooms_are_not_kept(tmp_path: Path) -> Non
             await create_room(romeo, ROOM, "Romeo", persistent=True)
             await room_sync(romeo)
             assert stored_keys(db) == [f"{ROOM} by romeo@localhost"]
-            answer = await query(romeo, ROOM, f"<query xmlns='{OWNER_NS}'><destroy/></query>", "set")
+            answer = await query(
+                romeo, ROOM, f"<query xmlns='{OWNER_NS}'><destroy/></query>", "set"
+            )
             assert answer.get("type") == "result"
         assert stored_keys(db) == []
-    async with open_stored_server(db, first_run=False) as srv:
-        async with srv.client("juliet") as juliet:
-            for room in (ROOM, TEMPORARY):
-                info = await query(juliet, room, f"<query xmlns='{INFO_NS}'/>")
-                assert error_condition(info) == "item-not-found"
+    async with open_stored_server(db, first_run=False) as srv, srv.client("juliet") as juliet:
+        for room in (ROOM, TEMPORARY):
+            info = await query(juliet, room, f"<query xmlns='{INFO_NS}'/>")
+            assert error_condition(info) == "item-not-found"
 
 
 async def test_turning_persistence_off_forgets_the_room_and_an_empty_persistent_room_stays(
@@ -176,12 +196,11 @@ async def test_an_unreadable_stored_room_is_skipped(tmp_path: Path) -> None:
     good.set_affiliation(JID.parse("romeo@localhost"), "owner")
     storage.plugin_put(store.NAME, "romeo@localhost", ROOM, store.dump(good))
     storage.close()
-    async with open_stored_server(db, first_run=False) as srv:
-        async with srv.client("juliet") as juliet:
-            info = await query(juliet, ROOM, f"<query xmlns='{INFO_NS}'/>")
-            assert info.get("type") == "result"
-            broken = await query(juliet, f"broken@{MUC}", f"<query xmlns='{INFO_NS}'/>")
-            assert error_condition(broken) == "item-not-found"
+    async with open_stored_server(db, first_run=False) as srv, srv.client("juliet") as juliet:
+        info = await query(juliet, ROOM, f"<query xmlns='{INFO_NS}'/>")
+        assert info.get("type") == "result"
+        broken = await query(juliet, f"broken@{MUC}", f"<query xmlns='{INFO_NS}'/>")
+        assert error_condition(broken) == "item-not-found"
 
 
 def test_dump_and_load_round_trip() -> None:
@@ -192,25 +211,34 @@ def test_dump_and_load_round_trip() -> None:
     room.subject, room.subject_by = "Feud", "Romeo"
     loaded = store.load(room.jid, store.dump(room), history_size=5)
     assert loaded.config == room.config
-    assert loaded.affiliations == {JID.parse("romeo@localhost"): "owner", JID.parse("tybalt@localhost"): "outcast"}
-    assert (loaded.subject, loaded.subject_by, loaded.occupants, loaded.locked) == ("Feud", "Romeo", {}, False)
+    assert loaded.affiliations == {
+        JID.parse("romeo@localhost"): "owner",
+        JID.parse("tybalt@localhost"): "outcast",
+    }
+    assert (loaded.subject, loaded.subject_by, loaded.occupants, loaded.locked) == (
+        "Feud",
+        "Romeo",
+        {},
+        False,
+    )
 
 
 async def test_the_stored_room_follows_its_owners(tmp_path: Path) -> None:
     """The plugin KV keeps data per account, so a room is stored under a local owner's
     account; it moves when that owner steps down."""
     db = tmp_path / "casper.sqlite"
-    async with open_stored_server(db, first_run=True) as srv:
-        async with srv.client("romeo") as romeo:
-            await create_room(romeo, ROOM, "Romeo", persistent=True)
-            await room_sync(romeo)
-            assert stored_keys(db) == [f"{ROOM} by romeo@localhost"]
-            items = "<item jid='ghost@localhost' affiliation='owner'/><item jid='juliet@localhost' affiliation='owner'/>"
-            await admin(romeo, ROOM, items)
-            await admin(romeo, ROOM, "<item jid='romeo@localhost' affiliation='member'/>")
-            await room_sync(romeo)
-            # ghost@localhost sorts first but is no account: juliet's account keeps the room
-            assert stored_keys(db) == [f"{ROOM} by juliet@localhost"]
-    async with open_stored_server(db, first_run=False) as srv:
-        async with srv.client("juliet") as juliet:
-            assert (await query(juliet, ROOM, f"<query xmlns='{OWNER_NS}'/>")).get("type") == "result"
+    async with (
+        open_stored_server(db, first_run=True) as srv,
+        srv.client("romeo") as romeo,
+    ):
+        await create_room(romeo, ROOM, "Romeo", persistent=True)
+        await room_sync(romeo)
+        assert stored_keys(db) == [f"{ROOM} by romeo@localhost"]
+        items = "<item jid='ghost@localhost' affiliation='owner'/><item jid='juliet@localhost' affiliation='owner'/>"
+        await admin(romeo, ROOM, items)
+        await admin(romeo, ROOM, "<item jid='romeo@localhost' affiliation='member'/>")
+        await room_sync(romeo)
+        # ghost@localhost sorts first but is no account: juliet's account keeps the room
+        assert stored_keys(db) == [f"{ROOM} by juliet@localhost"]
+    async with open_stored_server(db, first_run=False) as srv, srv.client("juliet") as juliet:
+        assert (await query(juliet, ROOM, f"<query xmlns='{OWNER_NS}'/>")).get("type") == "result"

@@ -45,7 +45,11 @@ def test_slixmpp_creates_configures_chats_kicks_and_bans(muc_casper, open_muc_pe
 
             info = await romeo.xmpp.plugin["xep_0030"].get_info(jid=ROOM, timeout=TIMEOUT)
             features = set(info["disco_info"]["features"])
-            assert {"http://jabber.org/protocol/muc", "muc_nonanonymous", "muc_persistent"} <= features
+            assert {
+                "http://jabber.org/protocol/muc",
+                "muc_nonanonymous",
+                "muc_persistent",
+            } <= features
 
             romeo.muc.set_subject(ROOM, "The feud")
             await romeo.next("groupchat_subject", sender=ROOM)
@@ -72,7 +76,9 @@ def test_slixmpp_creates_configures_chats_kicks_and_bans(muc_casper, open_muc_pe
             assert private["from"] == f"{ROOM}/Romeo"
 
             await romeo.muc.set_role(ROOM, "Juliet", "none", reason="Enough", timeout=TIMEOUT)
-            kicked = await juliet.next("groupchat_presence", where=lambda p: p["type"] == "unavailable")
+            kicked = await juliet.next(
+                "groupchat_presence", where=lambda p: p["type"] == "unavailable"
+            )
             assert kicked["muc"]["status_codes"] == {110, 307}
 
             await romeo.muc.set_affiliation(ROOM, "outcast", jid=juliet.jid.bare, timeout=TIMEOUT)
@@ -85,16 +91,25 @@ def test_slixmpp_creates_configures_chats_kicks_and_bans(muc_casper, open_muc_pe
     run(scenario())
 
 
-def test_slixmpp_joins_while_invisible_and_gets_its_unavailable_back(muc_casper, open_muc_peer) -> None:
+def test_slixmpp_joins_while_invisible_and_gets_its_unavailable_back(
+    muc_casper, open_muc_peer
+) -> None:
     """The forum thread's MUC edge case with a real client: romeo never sends broadcast
     presence, joins, then sends unavailable; the room's reply reaches him."""
 
     async def scenario() -> None:
-        async with open_muc_peer("juliet") as juliet, open_muc_peer("romeo", presence=False) as romeo:
+        async with (
+            open_muc_peer("juliet") as juliet,
+            open_muc_peer("romeo", presence=False) as romeo,
+        ):
             await create_room(juliet, "Juliet")
-            presence, *_ = await romeo.muc.join_muc_wait(ROOM, "Romeo", maxstanzas=0, timeout=TIMEOUT)
+            presence, *_ = await romeo.muc.join_muc_wait(
+                ROOM, "Romeo", maxstanzas=0, timeout=TIMEOUT
+            )
             assert presence["muc"]["status_codes"] == {110}
-            seen = await juliet.next("groupchat_presence", where=lambda p: p["from"].resource == "Romeo")
+            seen = await juliet.next(
+                "groupchat_presence", where=lambda p: p["from"].resource == "Romeo"
+            )
             assert seen["muc"]["jid"] == romeo.jid  # juliet is the room's moderator
 
             romeo.xmpp.send_presence(ptype="unavailable")
@@ -124,7 +139,9 @@ def test_slixmpp_mediated_invitation(muc_casper, open_muc_peer) -> None:
             assert invitation["from"] == ROOM
             assert invitation["muc"]["invite"]["from"] == romeo.jid.bare
             assert invitation["muc"]["invite"]["reason"] == "Fetch Juliet"
-            presence, *_ = await nurse.muc.join_muc_wait(ROOM, "Nurse", maxstanzas=0, timeout=TIMEOUT)
+            presence, *_ = await nurse.muc.join_muc_wait(
+                ROOM, "Nurse", maxstanzas=0, timeout=TIMEOUT
+            )
             assert presence["type"] != "error"
 
     run(scenario())
