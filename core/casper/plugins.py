@@ -115,7 +115,7 @@ class FailClosedGuard:
     def casper_filter_outgoing(self, stanza):  # type: ignore[no-untyped-def]
         try:
             return (yield)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged by _fail; the safe answer follows
             self._fail("casper_filter_outgoing", exc, stanza.id)
             return Bounce("internal-server-error", text="a server plugin failed")
 
@@ -123,7 +123,7 @@ class FailClosedGuard:
     def casper_filter_incoming(self, stanza):  # type: ignore[no-untyped-def]
         try:
             return (yield)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged by _fail; the safe answer follows
             self._fail("casper_filter_incoming", exc, stanza.id)
             return Drop("filter-error")
 
@@ -131,7 +131,7 @@ class FailClosedGuard:
     def casper_hidden_from(self, session):  # type: ignore[no-untyped-def]
         try:
             return (yield)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged by _fail; the safe answer follows
             self._fail("casper_hidden_from", exc, None)
             return [True]
 

@@ -193,9 +193,10 @@ class Router:
         """Answer an IQ addressed to the server or to an account's bare JID."""
         if stanza.type not in ("get", "set"):
             return  # results and errors to a bare JID are absorbed (RFC 6121 §8.5.2.1.3)
-        if session is None and stanza.from_ is not None and stanza.from_.resource:
-            if stanza.from_.domain == self._server.domain and stanza.from_.local:
-                session = self.session_for(stanza.from_)
+        sender = stanza.from_
+        if session is None and sender is not None and sender.resource and sender.local \
+                and sender.domain == self._server.domain:  # fmt: skip
+            session = self.session_for(sender)
         if target == "account" and (stanza.from_ is None or stanza.from_.bare != target_jid):
             verdict = self.filter_incoming(stanza, target_jid, None)
             if verdict is not None:

@@ -21,8 +21,8 @@ and the client answers them. Use ``privacy-lists`` to block those.
 Hooks: ``casper_configure``, ``casper_hidden_from``, ``casper_serve``.
 Config keys (``[plugin.working-hours]``): ``start`` and ``end`` (``"HH:MM"``, default
 09:00-17:00, start before end), ``days`` (default ``["mon", "tue", "wed", "thu", "fri"]``),
-``timezone`` (IANA name, default ``"UTC"``), ``accounts`` (bare JIDs, default ``["*"]`` =
-everyone); from Python only (tests, embedding): ``clock``, an object with ``now()`` and
+``timezone`` (IANA name, default ``"UTC"``), ``accounts`` (bare JIDs for every session of
+an account, full JIDs for one resource; default ``["*"]`` = everyone); from Python only (tests, embedding): ``clock``, an object with ``now()`` and
 ``async sleep_until(when)`` such as :class:`ManualClock`.
 """
 
@@ -158,7 +158,7 @@ class Config:
         accounts = set()
         for entry in _names(settings, "accounts", (EVERYONE,)):
             try:
-                accounts.add(entry if entry == EVERYONE else str(JID.parse(entry).bare))
+                accounts.add(entry if entry == EVERYONE else str(JID.parse(entry)))
             except InvalidJID:
                 raise ConfigError(f"plugin.{NAME}.accounts: {entry!r} is not a JID") from None
         clock = settings.get("clock") or SystemClock()
@@ -166,8 +166,10 @@ class Config:
             raise ConfigError(f"plugin.{NAME}.clock must have now() and sleep_until()")
         return cls(start, end, frozenset(DAYS.index(d) for d in days), zone, frozenset(accounts), clock)  # type: ignore[arg-type]
 
-    def covers(self, account: JID) -> bool:
-        return EVERYONE in self.accounts or str(account.bare) in self.accounts
+    def covers(self, session: Session) -> bool:
+        """Whether the window applies to ``session`` (its account, or its full JID)."""
+        jids = self.accounts
+        return EVERYONE in jids or str(session.account) in jids or str(session.jid) in jids
 
     def inside(self, when: dt.datetime) -> bool:
         """Whether ``when`` (an aware datetime) is within working hours."""
@@ -217,7 +219,7 @@ class WorkingHours:
     @hookimpl
     def casper_hidden_from(self, session: Session, observer: JID) -> bool | None:
         """Hidden from everyone while outside working hours (a cached answer: cheap)."""
-        if self.inside or not self.config.covers(session.account):
+        if self.inside or not self.config.covers(session):
             return None
         return True
 
@@ -240,10 +242,9 @@ class WorkingHours:
             return
         self.inside = inside
         log.info("working hours %s", "began" if inside else "ended")
-        accounts = {s.account for s in self.server.router.all_sessions()}
-        for account in sorted(accounts, key=str):
-            if self.config.covers(account):
-                await self.server.visibility_inputs_changed(account)
+        covered = {s.account for s in self.server.router.all_sessions() if self.config.covers(s)}
+        for account in sorted(covered, key=str):
+            await self.server.visibility_inputs_changed(account)
 
 
 @hookimpl

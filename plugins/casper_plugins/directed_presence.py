@@ -58,7 +58,7 @@ class DirectedPresenceConfig:
         values = dict(settings or {})  # type: ignore[call-overload]
         unknown = set(values) - {"roster_pushes"}
         if unknown:
-            raise ConfigError(f"plugin.{NAME}: unknown setting {sorted(unknown)[0]!r}")
+            raise ConfigError(f"plugin.{NAME}: unknown setting {min(unknown)!r}")
         mode = values.get("roster_pushes", "requested")
         if mode not in ROSTER_PUSH_MODES:
             raise ConfigError(f"plugin.{NAME}.roster_pushes must be one of {', '.join(ROSTER_PUSH_MODES)}")

@@ -39,8 +39,6 @@ async def serve_c2s(
     handler = partial(handle_connection, server, secure=direct_tls, ssl_context=server.ssl_context)
     kind = "direct TLS (XEP-0368)" if direct_tls else "STARTTLS"
     inner = getattr(listener, "transport_listener", listener)
-    log.info(
-        "listening for XMPP clients on %s (%s) for domain %s", describe(inner), kind, server.domain
-    )
+    log.info("listening for XMPP clients on %s (%s) for domain %s", describe(inner), kind, server.domain)
     task_status.started()
     await trio.serve_listeners(handler, [listener])

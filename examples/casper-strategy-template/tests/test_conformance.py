@@ -30,7 +30,8 @@ class WorkingHoursDriver(InvisibilityDriver):
         super().__init__()
         self.clock = ManualClock(MONDAY_NOON)
         self.plugin_settings = {
-            "working-hours": {"accounts": ["romeo@localhost"], "clock": self.clock}
+            # the suite's romeo hides his resource r1; his other resources stay visible
+            "working-hours": {"accounts": ["romeo@localhost/r1"], "clock": self.clock}
         }
         self._announced: weakref.WeakSet[TestClient] = weakref.WeakSet()
 
