@@ -36,13 +36,28 @@ NODE_TIMEOUT = 60
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed (apt-get install -y nodejs npm)")
+def _missing() -> str | None:
+    """Why the Node.js clients cannot run here, or ``None``."""
+    if shutil.which("node") is None:
+        return "node is not installed (apt-get install -y nodejs npm)"
     if not (JS / "node_modules" / "@xmpp" / "client").is_dir():
-        pytest.skip(f"node_modules missing: run `npm ci --prefix {JS.relative_to(Path.cwd())}`")
-    return node
+        return "tests/transports/js/node_modules is missing (npm ci --prefix tests/transports/js)"
+    return None
+
+
+def _browser_missing() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    if not (JS / "node_modules" / "converse.js" / "dist").is_dir():
+        return "converse.js is missing (npm ci --prefix tests/transports/js)"
+    return None
+
+
+# skipped before the test starts, so that the reason is reported (pytest -rs)
+needs_node = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+needs_browser = pytest.mark.skipif(
+    (_missing() or _browser_missing()) is not None, reason=str(_missing() or _browser_missing())
+)
 
 
 async def _contacts(web: Web, a: str, b: str) -> None:
@@ -59,7 +74,8 @@ async def run_node(
     script: str, config: dict[str, Any], timeout: float = NODE_TIMEOUT
 ) -> dict[str, Any]:
     """Run ``node js/<script> <config as JSON>`` and return the JSON it printed last."""
-    node = _node()
+    node = shutil.which("node")
+    assert node is not None
     with trio.fail_after(timeout):
         done = await trio.run_process([node, str(JS / script), json.dumps(config)], cwd=JS,
                                       capture_stdout=True, capture_stderr=True, check=False)  # fmt: skip
@@ -84,9 +100,9 @@ PAIRS = [
 ]
 
 
+@needs_node
 @pytest.mark.parametrize(("romeo", "juliet"), PAIRS)
 async def test_node_clients_chat(web: Web, romeo: tuple[str, str], juliet: tuple[str, str]) -> None:
-    _node()
     await _contacts(web, "romeo", "juliet")
     result = await run_node("chat.mjs", {
         "domain": web.domain,
@@ -113,20 +129,19 @@ async def wait_all_gone(web: Web) -> None:
             await trio.sleep(0.05)
 
 
+@needs_browser
 @pytest.mark.parametrize("transport", ["websocket", "bosh"])
 async def test_converse_in_headless_chromium(web: Web, transport: str, tmp_path: Path) -> None:
-    _node()
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    if not (JS / "node_modules" / "converse.js" / "dist").is_dir():
-        pytest.skip("converse.js is not installed under tests/transports/js/node_modules")
     await _contacts(web, "romeo", "juliet")
     screenshot = tmp_path / f"converse-{transport}.png"
     config = {"domain": web.domain, "transport": transport, "websocket": web.ws_url,
               "bosh": web.bosh_url, "screenshot": str(screenshot), "chromium": CHROMIUM,
               "tmp": str(tmp_path)}  # fmt: skip
     result = await run_node("converse.mjs", config, timeout=120)
-    assert result["julietReceived"] == {"from": "romeo@localhost/converse", "body": "Typed in converse.js"}
+    assert result["julietReceived"] == {
+        "from": "romeo@localhost/converse",
+        "body": "Typed in converse.js",
+    }
     assert any(m["body"] == "Answer from xmpp.js" for m in result["converseReceived"])
     assert screenshot.stat().st_size > 10_000  # a real picture of the chat
     await wait_all_gone(web)

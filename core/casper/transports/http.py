@@ -133,7 +133,7 @@ class HttpService:
                 await _respond(conn, stream, status, headers, content, close=True)
                 return
             except _Refused as exc:
-                headers = self._cors(request) or []
+                headers = (self._cors(request) if isinstance(request, h11.Request) else None) or []
                 await _respond(conn, stream, exc.status, headers, f"{exc}\n".encode(), close=True)
                 return
             except h11.RemoteProtocolError as exc:
@@ -258,9 +258,11 @@ async def _next_event(
     """The next h11 event, reading as needed; ``raw`` collects the bytes read."""
     while True:
         event = conn.next_event()
+        if event is h11.PAUSED:  # they pipelined past an upgrade: nothing more for us
+            return h11.ConnectionClosed()
         if event is not h11.NEED_DATA:
-            return event
-        data = await stream.receive_some(RECEIVE_SIZE)
+            return event  # type: ignore[return-value]  # the sentinels are handled above
+        data = bytes(await stream.receive_some(RECEIVE_SIZE))
         if raw is not None:
             raw += data
         conn.receive_data(data)

@@ -8,9 +8,12 @@ subject, roles (moderator, participant, visitor) and affiliations (owner, admin,
 outcast) with kick and ban, the configuration form (XEP-0004 ``muc#roomconfig``:
 persistent, public, members-only, moderated, password, anonymity, subject changes,
 invitations, private messages, maximum occupants), mediated invitations and declines,
-destroy, service and room discovery (with ``muc#roominfo``), XEP-0410 self-ping, and
-storage of persistent rooms with their affiliations and subject (plugin KV, kept under a
-local owner's account: see :mod:`.store`), reloaded at start. Status codes: 100, 104, 110, 172-174, 201, 210, 301, 303, 307, 321, 322, 333.
+destroy, service and room discovery (with ``muc#roominfo``; the server's disco#items
+lists the service), XEP-0410 self-ping, and storage of persistent rooms with their
+affiliations and subject in the core's service storage, which belongs to no account: a
+room is kept whoever owns it (local, remote, or an account since deleted) until it is
+destroyed or made temporary (see :mod:`.store`), and reloaded at start. Status codes:
+100, 104, 110, 172-174, 201, 210, 301, 303, 307, 321, 322, 333.
 
 Invisibility, and what a room reveals:
 
@@ -25,6 +28,11 @@ Invisibility, and what a room reveals:
 - Leaving — directed unavailable, or broadcast unavailable (which the core sends to every
   room the session is in) — is answered with the occupant's own unavailable (status 110),
   which reaches the session even though it is now unavailable: the core keeps the route.
+- An occupant the room puts out without its asking (kick, ban, lost membership, an error
+  from its server, the room destroyed) gets its unavailable from the room, and the core is
+  told to drop the room's JIDs from the session's directed presence and ``seen_by``
+  (``server.presence.forget``, which sends nothing): the session's later unavailable is
+  not sent to a room that already said it is out.
 - Rooms get nothing but what the core sends to entities the session sent directed
   presence to: broadcast presence never reaches them, and XEP-0018 ``invisible``/``visible``
   are consumed before routing (a room ignores any presence type other than available,

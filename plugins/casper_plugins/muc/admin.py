@@ -245,5 +245,6 @@ def destroy_room(room: Room, alternate: str | None, reason: str | None, out: Out
         out.send(occupant_presence(room, occupant, occupant, type_="unavailable", children=(),
                                    codes={SELF}, affiliation="none", role="none",
                                    extra=[destroy]))  # fmt: skip
+        out.removed.append(occupant.jid)
     room.occupants.clear()
     out.destroyed = True

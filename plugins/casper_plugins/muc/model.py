@@ -105,6 +105,9 @@ class Outcome:
     stanzas: list[Stanza] = field(default_factory=list)
     save: bool = False  # persistent state (config, affiliations, subject) changed
     destroyed: bool = False
+    # real full JIDs the room put out without their asking (kick, ban, lost membership,
+    # error, destroy): the service drops the room from their sessions' presence bookkeeping
+    removed: list[JID] = field(default_factory=list)
 
     def send(self, stanza: Stanza) -> None:
         self.stanzas.append(stanza)

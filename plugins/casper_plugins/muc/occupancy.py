@@ -224,9 +224,11 @@ def remove(room: Room, occupant: Occupant, out: Outcome, *, codes: set[int],
            reason: str | None = None, actor: str | None = None,
            affiliation: str | None = None) -> None:  # fmt: skip
     """Take ``occupant`` out of the room (kick, ban, lost membership, error): everyone,
-    the occupant included, gets unavailable with the status codes."""
+    the occupant included, gets unavailable with the status codes, and the occupant's
+    real JID goes to ``out.removed`` (its session is then told to forget the room)."""
     for viewer in list(room.occupants.values()):
         out.send(occupant_presence(room, occupant, viewer, type_="unavailable", children=(),
                                    codes=codes, reason=reason, actor=actor, role="none",
                                    affiliation=affiliation))  # fmt: skip
     room.remove(occupant)
+    out.removed.append(occupant.jid)

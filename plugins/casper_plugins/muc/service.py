@@ -12,6 +12,14 @@ a session that is connected but unavailable, like an invisible one), messages an
 ``server.router.route``, so the recipients' filters (privacy lists, blocking) decide, as
 for any sender.
 
+Rooms are kept in the core's service storage (see :mod:`.store`), whoever owns them.
+
+An occupant the room puts out without its asking (kick, ban, lost membership, an error
+from its server, the room destroyed) is told so by the room, so the service has the core
+drop the room's JIDs from its session's directed presence and ``seen_by``
+(``server.presence.forget``, which sends nothing): the session's later unavailable goes
+nowhere near a room it is no longer in.
+
 When a session ends without its unavailable reaching a room (``casper_session_ended``),
 its occupants leave: no ghosts.
 """
@@ -56,7 +64,7 @@ class MucService:
         self.config = config
         self.domain = config.service_domain(server.domain)
         self.rooms: dict[JID, Room] = {}
-        self._stored: dict[JID, str] = {}  # room -> the account it is stored under
+        self._stored: set[JID] = set()  # rooms with a copy in storage
         self._send, self._inbox = trio.open_memory_channel[Stanza | JID](config.queue_size)
         self.ready = trio.Event()  # set once the stored rooms are loaded
 
@@ -97,16 +105,14 @@ class MucService:
 
     async def load(self) -> None:
         found = await self.server.db(store.stored_rooms, self.server.storage, self.domain)
-        for anchor, jid, text in found:
+        for jid, text in found:
             try:
                 room = store.load(jid, text, history_size=self.config.history_size)
             except (ValueError, TypeError) as exc:
                 log.error("stored room %s is unreadable and was skipped: %s", jid, exc)
                 continue
-            if jid in self.rooms:
-                log.warning("room %s is stored twice; keeping the copy under %s", jid, anchor)
             self.rooms[jid] = room
-            self._stored[jid] = anchor
+            self._stored.add(jid)
         log.info("MUC service %s: %d stored rooms loaded", self.domain, len(self.rooms))
 
     # ------------------------------------------------------------------ one input
@@ -135,10 +141,11 @@ class MucService:
 
     async def _finish(self, room: Room | None, out: Outcome) -> None:
         if room is not None:
+            self._forget(room.jid, out.removed)  # before any await: see _forget
             gone = out.destroyed or (not room.occupants and not room.config.persistent)
             if gone and self.rooms.get(room.jid) is room:
                 del self.rooms[room.jid]
-            await self._persist(room, out, gone)
+            await self._persist(room, out)
         for stanza in out.stanzas:
             try:
                 if stanza.kind == "presence":
@@ -148,20 +155,31 @@ class MucService:
             except Exception:
                 log.exception("MUC could not send %r", stanza)
 
-    async def _persist(self, room: Room, out: Outcome, gone: bool) -> None:
+    def _forget(self, room: JID, removed: list[JID]) -> None:
+        """Drop ``room``'s JIDs from the presence bookkeeping of the local sessions it put
+        out (every JID of the room: a session may have sent presence to nicks the room
+        renamed or refused). Called with no await since the room logic ran, so a presence
+        the session sends the room afterwards is recorded again by the core."""
+        for real in removed:
+            if real.domain != self.server.domain or real.resource is None:
+                continue
+            session = self.server.router.session_for(real)
+            if session is None:
+                continue
+            for entity in session.directed_to | session.seen_by:
+                if entity.bare == room:
+                    self.server.presence.forget(session, entity)
+
+    async def _persist(self, room: Room, out: Outcome) -> None:
         storage, db = self.server.storage, self.server.db
-        anchor = self._stored.get(room.jid)
         try:
-            if (gone and out.destroyed) or not room.config.persistent:
-                if anchor is not None:
-                    await db(store.delete, storage, room.jid, anchor)
-                    del self._stored[room.jid]
+            if out.destroyed or not room.config.persistent:
+                if room.jid in self._stored:
+                    await db(store.delete, storage, room.jid)
+                    self._stored.discard(room.jid)
             elif out.save:
-                candidates = store.anchors(room, self.server.domain)
-                value = store.dump(room)
-                anchor = await db(store.save, storage, room.jid, candidates, anchor, value)
-                if anchor is not None:
-                    self._stored[room.jid] = anchor
+                await db(store.save, storage, room.jid, store.dump(room))
+                self._stored.add(room.jid)
         except Exception:
             log.exception("MUC could not store room %s", room.jid)
 

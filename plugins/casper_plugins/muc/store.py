@@ -1,17 +1,16 @@
-"""Rooms in storage: what survives a restart, as JSON in the storage plugin KV.
+"""Rooms in storage: what survives a restart, as JSON in the core's service storage.
 
 What is kept of a persistent room: ``{"version": 1, "config": {...}, "affiliations":
 {bare JID: affiliation}, "subject": ..., "subject_by": ...}``. Occupants, history and
 pending invitations are not: after a restart a room is empty, configured and unlocked,
 with its owners, admins, members and outcasts.
 
-Where: the core's plugin KV (``Storage.plugin_put(plugin, jid, key, value)``) only takes
-the JID of an existing *account* (rows are deleted with the account), and a room is not
-one. So each room is anchored to one of its owners that is a local account — the first in
-JID order — under plugin ``muc`` with the room's JID as the key. When that owner stops
-being one, the room moves to the next; a room with no local owner account can't be kept
-(logged). Loading reads every account's ``muc`` keys once at startup. Deleting the anchor
-account deletes the stored room with it.
+Where: the core's service storage (``Storage.service_put(plugin, key, value)``), data of
+the server's services that belongs to no account, under plugin ``muc`` with the room's
+bare JID as the key. A room is stored whoever owns it — a local account, a remote JID, or
+an account since deleted — and stays until it is destroyed or made temporary. Loading
+reads the ``muc`` keys (``service_keys``) once at startup and keeps those of this
+service's domain.
 
 The functions here take the storage object and run in a worker thread (``Server.db``);
 there is no trio in this module.
@@ -63,42 +62,33 @@ def load(jid: JID, text: str, *, history_size: int) -> Room:
     return room
 
 
-def anchors(room: Room, server_domain: str) -> list[str]:
-    """The accounts a room may be stored under, in order: its local owners."""
-    return [str(j) for j in room.with_affiliation("owner") if j.domain == server_domain and j.local]
+def save(storage: Storage, room: JID, value: str) -> None:
+    """Store ``value`` (from :func:`dump`) as the room ``room``, replacing any older copy."""
+    storage.service_put(NAME, str(room), value)
 
 
-def save(storage: Storage, room: JID, candidates: list[str], previous: str | None,
-         value: str) -> str | None:  # fmt: skip
-    """Store ``value`` under the first candidate account that exists, removing the copy
-    under ``previous`` if the anchor moved; return the anchor (``previous`` if none of
-    the candidates exists: the older copy is kept rather than nothing)."""
-    key = str(room)
-    for account in candidates:
-        if storage.account_exists(account):
-            storage.plugin_put(NAME, account, key, value)
-            if previous is not None and previous != account:
-                storage.plugin_delete(NAME, previous, key)
-            return account
-    log.warning("room %s has no local owner account to be stored under; not saved", room)
-    return previous
+def delete(storage: Storage, room: JID) -> None:
+    """Forget the stored room ``room``; an absent room is ignored."""
+    storage.service_delete(NAME, str(room))
 
 
-def delete(storage: Storage, room: JID, anchor: str) -> None:
-    storage.plugin_delete(NAME, anchor, str(room))
+def stored_rooms(storage: Storage, service_domain: str) -> list[tuple[JID, str]]:
+    """Every stored room of ``service_domain``: ``(room JID, value)``, in key order.
 
-
-def stored_rooms(storage: Storage, service_domain: str) -> list[tuple[str, JID, str]]:
-    """Every stored room of ``service_domain``: ``(anchor account, room JID, value)``."""
+    Keys that are not a room JID of this service are skipped (logged)."""
     found = []
-    for account in storage.list_accounts():
-        for key in storage.plugin_keys(NAME, account):
-            try:
-                room = JID.parse(key)
-            except ValueError:
-                continue
-            if room.domain == service_domain and room.local and room.resource is None:
-                value = storage.plugin_get(NAME, account, key)
-                if value is not None:
-                    found.append((account, room, value))
+    for key in storage.service_keys(NAME):
+        try:
+            room = JID.parse(key)
+        except ValueError:
+            log.warning("stored MUC key %r is not a JID; skipped", key)
+            continue
+        if room.domain != service_domain:
+            continue  # another MUC service's room
+        if room.local is None or room.resource is not None:
+            log.warning("stored MUC key %r is not a room JID; skipped", key)
+            continue
+        value = storage.service_get(NAME, key)
+        if value is not None:
+            found.append((room, value))
     return found

@@ -78,6 +78,14 @@ Config keys (``[plugin.privacy-lists]``):
 - ``max_lists`` (1..1000, default 50) and ``max_items`` (1..10000, default 250) per
   account and per list; beyond them a set is answered ``not-allowed``.
 
+Shared with the blocking command (XEP-0191, plugin ``blocking``): one engine per server,
+the store and the enforcing strategy (:func:`shared_strategy`, registered as
+``privacy-lists.state`` by whichever of the two plugins configures first). The blocklist is
+a view of the default list, so both protocols always agree; each pushes the other's
+changes to its own clients. With ``blocking`` alone, the strategy enforces the default
+lists without the ``jabber:iq:privacy`` protocol (registered as ``privacy-lists.protocol``
+by this plugin only); the settings above apply to it too.
+
 Modules: :mod:`.model` (sans-IO lists and matching), :mod:`.store` (persistence and
 caches), :mod:`.protocol` (the IQ handlers), :mod:`.strategy` (the hooks).
 """
@@ -94,12 +102,30 @@ from .strategy import Config, PrivacyLists
 if TYPE_CHECKING:
     from casper.server import Server
 
-__all__ = ["NAME", "Config", "PrivacyLists", "casper_configure"]
+__all__ = ["NAME", "Config", "PrivacyLists", "casper_configure", "shared_strategy"]
+
+STATE = f"{NAME}.state"
+PROTOCOL = f"{NAME}.protocol"
+
+
+def shared_strategy(server: Server) -> PrivacyLists:
+    """The server's one privacy engine (store, caches, enforcement), created on first use.
+
+    Called from ``casper_configure`` by ``privacy-lists`` and by ``blocking``, in either
+    order: both get the same object, so there is one store and one enforcement.
+    """
+    strategy: PrivacyLists | None = server.pm.get_plugin(STATE)
+    if strategy is None:
+        config = Config.from_mapping(server.plugin_config(NAME))
+        store = PrivacyStore(server)
+        store.load_defaults()
+        strategy = PrivacyLists(server, config, store)
+        server.pm.register(strategy, STATE)
+    return strategy
 
 
 @hookimpl
 def casper_configure(server: Server) -> None:
-    config = Config.from_mapping(server.plugin_config(NAME))
-    store = PrivacyStore(server)
-    store.load_defaults()
-    server.pm.register(PrivacyLists(server, config, store), f"{NAME}.state")
+    strategy = shared_strategy(server)
+    strategy.store.watch_default(strategy.protocol.default_changed)
+    server.pm.register(strategy.protocol, PROTOCOL)

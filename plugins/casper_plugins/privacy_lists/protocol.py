@@ -30,9 +30,15 @@ or the default for a resource without one) answers ``conflict`` and changes noth
 sender's own use is no conflict: removing the sender's own active list leaves it on the
 default.
 
-Every edit and removal pushes ``<query><list name/></query>`` to all connected resources.
-Each change is applied (presence reconciled) before the result is sent. Sets are
-serialized by one lock, so a conflict check and its change can't interleave with another.
+Every edit and removal pushes ``<query><list name/></query>`` to all connected resources,
+and so does a change of the default list made through the blocking command (XEP-0191,
+:mod:`casper_plugins.blocking`, which edits the same store). Each change is applied
+(presence reconciled) before the result is sent. Sets are serialized by the store's edit
+lock, shared with the blocking command, so a conflict check and its change can't
+interleave with another.
+
+Registered (as ``privacy-lists.protocol``) only when the ``privacy-lists`` plugin is
+enabled: the blocking command alone enforces through the same strategy without it.
 """
 
 from __future__ import annotations
@@ -41,8 +47,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 from xml.etree.ElementTree import Element
 
-import trio
 from casper.errors import StanzaError
+from casper.hookspecs import hookimpl
 from casper.iq import IqHandler, IqRequest
 from casper.stanza import make_stanza
 
@@ -85,7 +91,14 @@ class PrivacyProtocol:
         self._sessions = sessions
         self._max_lists = max_lists
         self._max_items = max_items
-        self._lock = trio.Lock()
+
+    @hookimpl
+    def casper_iq_handlers(self) -> list[IqHandler]:
+        return self.iq_handlers()
+
+    @hookimpl
+    def casper_disco_features(self, target: str) -> list[str]:
+        return [PRIVACY_NS] if target == "server" else []
 
     def iq_handlers(self) -> list[IqHandler]:
         return [
@@ -138,7 +151,7 @@ class PrivacyProtocol:
         handler = handlers.get(child.tag)
         if handler is None:
             raise StanzaError("bad-request", f"unexpected element {child.tag}")
-        async with self._lock:
+        async with self._store.edit_lock:
             await handler(request, child)
 
     async def _set_list(self, request: IqRequest, element: Element) -> None:
@@ -159,8 +172,8 @@ class PrivacyProtocol:
         )
         if in_use:
             self._check_policy(account, plist)
-        await self._store.put(account, plist)
-        self._push(account, plist.name)
+        await self._store.put(account, plist, by=self)
+        self.push(account, plist.name)
         await self._sessions.applied(account)
 
     async def _check_groups(self, account: JID, plist: PrivacyList) -> None:
@@ -179,10 +192,10 @@ class PrivacyProtocol:
             raise StanzaError("item-not-found", f"no list named {name!r}")
         if self._in_use_elsewhere(request, lambda s: self._sessions.governing_name(s) == name):
             raise StanzaError("conflict", "the list applies to another connected resource")
-        await self._store.remove(account, name)
+        await self._store.remove(account, name, by=self)
         if request.session is not None and self._sessions.active_name(request.session) == name:
             self._sessions.set_active(request.session, None)
-        self._push(account, name)
+        self.push(account, name)
         await self._sessions.applied(account)
 
     async def _set_active(self, request: IqRequest, element: Element) -> None:
@@ -213,7 +226,7 @@ class PrivacyProtocol:
             request, lambda s: self._sessions.active_name(s) is None
         ):
             raise StanzaError("conflict", "the default list applies to another connected resource")
-        await self._store.set_default(account, name)
+        await self._store.set_default(account, name, by=self)
         await self._sessions.applied(account)
 
     # ------------------------------------------------------------------ helpers
@@ -229,7 +242,15 @@ class PrivacyProtocol:
                   if s is not request.session]  # fmt: skip
         return any(uses(s) for s in others)
 
-    def _push(self, account: JID, name: str) -> None:
+    def default_changed(self, account: JID, before: PrivacyList | None,
+                        after: PrivacyList | None, by: object) -> None:  # fmt: skip
+        """Store watcher: a default list edited by another protocol (the blocking
+        command) is pushed like an edit made here."""
+        changed = after if after is not None else before
+        if by is not self and changed is not None:
+            self.push(account, changed.name)
+
+    def push(self, account: JID, name: str) -> None:
         """Privacy list push: the list's name only, to every connected resource."""
         for session in self._server.router.sessions_of(account):
             query = Element(QUERY)

@@ -21,14 +21,21 @@ Caches, so that the synchronous hooks never wait on storage:
 
 A stored list that can't be read is replaced by a list denying everything (fail closed)
 and logged.
+
+Shared by two protocols: ``jabber:iq:privacy`` (:mod:`.protocol`) and the blocking command
+(:mod:`casper_plugins.blocking`, XEP-0191, a view of the default list). Both edit under
+:attr:`PrivacyStore.edit_lock`, and each names itself (``by``) when it writes, so a
+*watcher* of the default list (:meth:`PrivacyStore.watch_default`) can tell the other
+protocol's changes, which it must push to its own clients, from its own.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+import trio
 from casper.jid import JID
 from casper.storage.base import RosterItem
 
@@ -43,6 +50,9 @@ NAME = "privacy-lists"
 DEFAULT_KEY = "default"
 LIST_PREFIX = "list:"
 Roster = Mapping[str, RosterItem]
+DefaultWatcher = Callable[[JID, PrivacyList | None, PrivacyList | None, object], None]
+"""``watcher(account, before, after, by)``: the account's default list changed (its items,
+or which list it is, or none any more); ``by`` is whoever wrote it."""
 
 
 def _deny_all(name: str) -> PrivacyList:
@@ -65,6 +75,22 @@ class PrivacyStore:
         self._defaults: dict[JID, PrivacyList] = {}
         self._lists: dict[JID, dict[str, PrivacyList]] = {}
         self._rosters: dict[JID, Roster] = {}
+        self._watchers: list[DefaultWatcher] = []
+        self.edit_lock = trio.Lock()
+        """Held by every read-modify-write of an account's lists (either protocol), so a
+        check and its change can't interleave with another edit."""
+
+    def watch_default(self, watcher: DefaultWatcher) -> None:
+        """Call ``watcher`` synchronously after every change of a default list."""
+        self._watchers.append(watcher)
+
+    def _default_changed(self, account: JID, before: PrivacyList | None,
+                         after: PrivacyList | None, by: object) -> None:  # fmt: skip
+        for watcher in self._watchers:
+            try:
+                watcher(account, before, after, by)
+            except Exception:  # a push failing must not undo a stored change
+                log.exception("privacy lists: a default-list watcher failed for %s", account)
 
     # ------------------------------------------------------------------ startup
 
@@ -157,35 +183,39 @@ class PrivacyStore:
 
     # ------------------------------------------------------------------ writes
 
-    async def put(self, account: JID, plist: PrivacyList) -> None:
+    async def put(self, account: JID, plist: PrivacyList, *, by: object = None) -> None:
         """Create or replace a list (the whole list, never a delta)."""
         storage = self._server.storage
         await self._server.db(storage.plugin_put, NAME, str(account), LIST_PREFIX + plist.name,
                               dump_list(plist))  # fmt: skip
         (await self.lists(account))[plist.name] = plist
         if self.default_name(account) == plist.name:
-            await self._set_default_list(account, plist)
+            await self._set_default_list(account, plist, by)
 
-    async def remove(self, account: JID, name: str) -> None:
+    async def remove(self, account: JID, name: str, *, by: object = None) -> None:
         """Delete a list; if it was the default, the account no longer has one."""
         storage = self._server.storage
         if self.default_name(account) == name:
-            await self.set_default(account, None)
+            await self.set_default(account, None, by=by)
         await self._server.db(storage.plugin_delete, NAME, str(account), LIST_PREFIX + name)
         (await self.lists(account)).pop(name, None)
 
-    async def set_default(self, account: JID, name: str | None) -> None:
+    async def set_default(self, account: JID, name: str | None, *, by: object = None) -> None:
         """Make ``name`` (an existing list) the default, or decline any default."""
         storage = self._server.storage
         if name is None:
             await self._server.db(storage.plugin_delete, NAME, str(account), DEFAULT_KEY)
-            self._defaults.pop(account, None)
+            before = self._defaults.pop(account, None)
+            if before is not None:
+                self._default_changed(account, before, None, by)
             return
         plist = (await self.lists(account))[name]
         await self._server.db(storage.plugin_put, NAME, str(account), DEFAULT_KEY, name)
-        await self._set_default_list(account, plist)
+        await self._set_default_list(account, plist, by)
 
-    async def _set_default_list(self, account: JID, plist: PrivacyList) -> None:
+    async def _set_default_list(self, account: JID, plist: PrivacyList, by: object) -> None:
+        before = self._defaults.get(account)
         self._defaults[account] = plist
         if plist.roster_dependent and account not in self._rosters:
             self._rosters[account] = await self._server.rosters.get(account)
+        self._default_changed(account, before, plist, by)

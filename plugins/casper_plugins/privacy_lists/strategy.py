@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import trio
 from casper.config import ConfigError
 from casper.hookspecs import AsyncCallable, hookimpl
-from casper.iq import IqHandler
 from casper.jid import JID
 from casper.stanza import CLIENT_NS, Stanza, make_stanza, qname
 from casper.verdicts import Bounce, Drop, OfflineEquivalent, Verdict
@@ -37,7 +36,6 @@ from .model import (
     OTHER,
     PRESENCE_IN,
     PRESENCE_OUT,
-    PRIVACY_NS,
     PrivacyItem,
     PrivacyList,
     lookup,
@@ -128,7 +126,12 @@ def _is_notification(stanza: Stanza) -> bool:
 
 
 class PrivacyLists:
-    """The strategy: hooks over the store, the sessions' active lists and the protocol."""
+    """The strategy: enforcement hooks over the store and the sessions' active lists.
+
+    The ``jabber:iq:privacy`` protocol (:attr:`protocol`) is registered apart from it, by
+    the ``privacy-lists`` plugin only; the blocking command (XEP-0191) may run this
+    strategy without it (see :func:`casper_plugins.privacy_lists.shared_strategy`).
+    """
 
     def __init__(self, server: Server, config: Config, store: PrivacyStore) -> None:
         self._server = server
@@ -216,19 +219,22 @@ class PrivacyLists:
             return Drop("privacy list: message")
         return Bounce("service-unavailable")
 
-    def _outbound_denied(self, stanza: Stanza, session: Session) -> bool:
-        """Whether the list in force stops what ``session`` sends (``not-acceptable``)."""
+    def outbound_denial(self, stanza: Stanza, session: Session) -> PrivacyItem | None:
+        """The item of the list in force that stops what ``session`` sends
+        (``not-acceptable``), or ``None``. The blocking command asks it too."""
         to = stanza.to
         if to is None or self._exempt(to, session.account):
-            return False
+            return None
         availability = stanza.kind == "presence" and stanza.type in AVAILABILITY
         item = self._decide(session, session.account, to, PRESENCE_OUT if availability else OTHER)
         # directed presence is the user's own act: only an explicit jid item stops it
-        return item is not None and (not availability or item.type == "jid")
+        if item is None or (availability and item.type != "jid"):
+            return None
+        return item
 
     @hookimpl
     def casper_filter_outgoing(self, stanza: Stanza, session: Session) -> Verdict | None:
-        if self._outbound_denied(stanza, session):
+        if self.outbound_denial(stanza, session) is not None:
             return Bounce("not-acceptable")
         to = stanza.to
         if (to is not None and self.config.block_chat_states and stanza.kind == "message"
@@ -247,14 +253,6 @@ class PrivacyLists:
         return self._decide(session, session.account, observer, PRESENCE_OUT) is not None
 
     # ------------------------------------------------------------------ hooks: the rest
-
-    @hookimpl
-    def casper_iq_handlers(self) -> list[IqHandler]:
-        return self.protocol.iq_handlers()
-
-    @hookimpl
-    def casper_disco_features(self, target: str) -> list[str]:
-        return [PRIVACY_NS] if target == "server" else []
 
     @hookimpl
     def casper_serve(self, server: Server, nursery: Any) -> None:

@@ -2,7 +2,8 @@
 
 Each test runs the server twice on the same SQLite file in ``tmp_path`` (``serve`` with
 ``storage=SQLiteStorage(path)``; the test harness itself only has in-memory storage),
-with clients over loopback TCP.
+with clients over loopback TCP. Rooms live in the core's service storage, tied to no
+account: a room owned by a remote JID, or whose owner account was deleted, is kept.
 """
 
 from __future__ import annotations
@@ -77,12 +78,24 @@ async def open_stored_server(path: Path, *, first_run: bool) -> AsyncIterator[Te
 
 
 def stored_keys(path: Path) -> list[str]:
-    """The stored rooms, as ``room@service`` by the account they are stored under."""
+    """The rooms stored in the SQLite file ``path`` (service data of plugin ``muc``)."""
     storage = SQLiteStorage(path)
     try:
-        return [f"{room} by {anchor}" for anchor, room, _ in store.stored_rooms(storage, MUC)]
+        return storage.service_keys(store.NAME)
     finally:
         storage.close()
+
+
+def owners(path: Path, room: str) -> list[str]:
+    """The owners of ``room`` as stored in ``path``."""
+    storage = SQLiteStorage(path)
+    try:
+        value = storage.service_get(store.NAME, room)
+    finally:
+        storage.close()
+    assert value is not None, f"{room} is not stored"
+    loaded = store.load(JID.parse(room), value, history_size=1)
+    return [str(j) for j in loaded.with_affiliation("owner")]
 
 
 async def test_a_persistent_room_its_affiliations_and_subject_survive_a_restart(
@@ -107,7 +120,7 @@ async def test_a_persistent_room_its_affiliations_and_subject_survive_a_restart(
             )
             await room_sync(romeo)
         await room_sync_with(srv)
-    assert stored_keys(db) == [f"{ROOM} by romeo@localhost"]
+    assert stored_keys(db) == [ROOM]
 
     async with open_stored_server(db, first_run=False) as srv:
         async with (
@@ -155,7 +168,7 @@ async def test_temporary_and_destroyed_rooms_are_not_kept(tmp_path: Path) -> Non
             await create_room(romeo, TEMPORARY, "Romeo")
             await create_room(romeo, ROOM, "Romeo", persistent=True)
             await room_sync(romeo)
-            assert stored_keys(db) == [f"{ROOM} by romeo@localhost"]
+            assert stored_keys(db) == [ROOM]
             answer = await query(
                 romeo, ROOM, f"<query xmlns='{OWNER_NS}'><destroy/></query>", "set"
             )
@@ -189,18 +202,25 @@ async def test_an_unreadable_stored_room_is_skipped(tmp_path: Path) -> None:
     async with open_stored_server(db, first_run=True):
         pass  # accounts
     storage = SQLiteStorage(db)
-    storage.plugin_put(store.NAME, "romeo@localhost", f"broken@{MUC}", "{not json")
-    storage.plugin_put(store.NAME, "romeo@localhost", f"future@{MUC}", '{"version": 99}')
-    storage.plugin_put(store.NAME, "romeo@localhost", "not a room", "{}")
+    storage.service_put(store.NAME, f"broken@{MUC}", "{not json")
+    storage.service_put(store.NAME, f"future@{MUC}", '{"version": 99}')
+    storage.service_put(store.NAME, "not a room", "{}")
+    storage.service_put(store.NAME, MUC, "{}")  # the service, not a room
     good = Room(JID.parse(ROOM), RoomConfig(persistent=True, name="Kept"), history_size=5)
     good.set_affiliation(JID.parse("romeo@localhost"), "owner")
-    storage.plugin_put(store.NAME, "romeo@localhost", ROOM, store.dump(good))
+    storage.service_put(store.NAME, ROOM, store.dump(good))
+    other = Room(JID.parse("hall@chat.elsewhere.example"), RoomConfig(persistent=True),
+                 history_size=5)  # fmt: skip
+    storage.service_put(store.NAME, str(other.jid), store.dump(other))  # another service's
     storage.close()
     async with open_stored_server(db, first_run=False) as srv, srv.client("juliet") as juliet:
         info = await query(juliet, ROOM, f"<query xmlns='{INFO_NS}'/>")
         assert info.get("type") == "result"
         broken = await query(juliet, f"broken@{MUC}", f"<query xmlns='{INFO_NS}'/>")
         assert error_condition(broken) == "item-not-found"
+        service = srv.server.pm.get_plugin("muc.service")
+        assert set(service.rooms) == {JID.parse(ROOM)}
+    assert f"broken@{MUC}" in stored_keys(db)  # skipped, not deleted
 
 
 def test_dump_and_load_round_trip() -> None:
@@ -223,9 +243,26 @@ def test_dump_and_load_round_trip() -> None:
     )
 
 
-async def test_the_stored_room_follows_its_owners(tmp_path: Path) -> None:
-    """The plugin KV keeps data per account, so a room is stored under a local owner's
-    account; it moves when that owner steps down."""
+def test_stored_rooms_need_no_account(tmp_path: Path) -> None:
+    """Rooms are service data: found with no account in the database at all."""
+    storage = SQLiteStorage(tmp_path / "casper.sqlite")
+    try:
+        room = Room(JID.parse(ROOM), RoomConfig(persistent=True), history_size=5)
+        room.set_affiliation(JID.parse("montague@verona.example"), "owner")
+        store.save(storage, room.jid, store.dump(room))
+        assert storage.list_accounts() == []
+        assert store.stored_rooms(storage, MUC) == [(room.jid, store.dump(room))]
+        assert store.stored_rooms(storage, "chat.elsewhere.example") == []
+        store.delete(storage, room.jid)
+        assert store.stored_rooms(storage, MUC) == []
+        store.delete(storage, room.jid)  # absent: ignored
+    finally:
+        storage.close()
+
+
+async def test_the_stored_room_stays_put_when_its_owners_change(tmp_path: Path) -> None:
+    """Ownership moving to someone who is no account (a remote JID, a local JID with no
+    account) changes the stored room in place: nothing moves, nothing is lost."""
     db = tmp_path / "casper.sqlite"
     async with (
         open_stored_server(db, first_run=True) as srv,
@@ -233,12 +270,76 @@ async def test_the_stored_room_follows_its_owners(tmp_path: Path) -> None:
     ):
         await create_room(romeo, ROOM, "Romeo", persistent=True)
         await room_sync(romeo)
-        assert stored_keys(db) == [f"{ROOM} by romeo@localhost"]
-        items = "<item jid='ghost@localhost' affiliation='owner'/><item jid='juliet@localhost' affiliation='owner'/>"
-        await admin(romeo, ROOM, items)
+        assert stored_keys(db) == [ROOM]
+        items = "<item jid='ghost@localhost' affiliation='owner'/>" + (
+            "<item jid='montague@verona.example' affiliation='owner'/>"
+        )
+        assert (await admin(romeo, ROOM, items)).get("type") == "result"
         await admin(romeo, ROOM, "<item jid='romeo@localhost' affiliation='member'/>")
         await room_sync(romeo)
-        # ghost@localhost sorts first but is no account: juliet's account keeps the room
-        assert stored_keys(db) == [f"{ROOM} by juliet@localhost"]
+        assert stored_keys(db) == [ROOM]
+        assert owners(db, ROOM) == ["ghost@localhost", "montague@verona.example"]
+    async with open_stored_server(db, first_run=False) as srv, srv.client("romeo") as romeo:
+        own, _ = await enter(romeo, ROOM, "Romeo")
+        assert item(own).get("affiliation") == "member"
+
+
+async def test_a_room_owned_by_a_remote_jid_persists(tmp_path: Path) -> None:
+    """The owner of a room may be on another server; the room is stored all the same."""
+    db = tmp_path / "casper.sqlite"
+    async with (
+        open_stored_server(db, first_run=True) as srv,
+        srv.client("romeo") as romeo,
+    ):
+        await create_room(romeo, ROOM, "Romeo", persistent=True, name="Verona")
+        items = "<item jid='montague@verona.example' affiliation='owner'/>" + (
+            "<item jid='juliet@localhost' affiliation='admin'/>"
+        )
+        assert (await admin(romeo, ROOM, items)).get("type") == "result"
+        # romeo steps down: the only owner left is remote
+        answer = await admin(romeo, ROOM, "<item jid='romeo@localhost' affiliation='none'/>")
+        assert answer.get("type") == "result"
+        await romeo.send(f"<presence to='{ROOM}/Romeo' type='unavailable'/>")
+        await room_sync(romeo)
+    assert owners(db, ROOM) == ["montague@verona.example"]
     async with open_stored_server(db, first_run=False) as srv, srv.client("juliet") as juliet:
-        assert (await query(juliet, ROOM, f"<query xmlns='{OWNER_NS}'/>")).get("type") == "result"
+        info = await query(juliet, ROOM, f"<query xmlns='{INFO_NS}'/>")
+        identity = info.find(f"{{{INFO_NS}}}query/{{{INFO_NS}}}identity")
+        assert identity is not None and identity.get("name") == "Verona"
+        own, _ = await enter(juliet, ROOM, "Juliet")
+        assert item(own).get("affiliation") == "admin"
+        listed = await admin(juliet, ROOM, "<item affiliation='owner'/>", "get")
+        jids = [i.get("jid") for i in listed.iter(f"{{{ADMIN_NS}}}item")]
+        assert jids == ["montague@verona.example"]
+
+
+async def test_a_room_whose_owner_account_is_deleted_persists(tmp_path: Path) -> None:
+    """Deleting the owner's account (``casper user delete``) leaves the room and its
+    affiliations alone: a room is not an account's data."""
+    db = tmp_path / "casper.sqlite"
+    async with (
+        open_stored_server(db, first_run=True) as srv,
+        srv.client("romeo") as romeo,
+    ):
+        await create_room(romeo, ROOM, "Romeo", persistent=True, members_only=True)
+        items = "<item jid='juliet@localhost' affiliation='admin'/>"
+        assert (await admin(romeo, ROOM, items)).get("type") == "result"
+        await room_sync(romeo)
+    storage = SQLiteStorage(db)
+    try:
+        storage.delete_account("romeo@localhost")
+        assert not storage.account_exists("romeo@localhost")
+    finally:
+        storage.close()
+    assert stored_keys(db) == [ROOM]
+    async with (
+        open_stored_server(db, first_run=False) as srv,
+        srv.client("juliet") as juliet,
+        srv.client("mercutio") as mercutio,
+    ):
+        own, _ = await enter(juliet, ROOM, "Juliet")
+        assert item(own).get("affiliation") == "admin"
+        listed = await admin(juliet, ROOM, "<item affiliation='owner'/>", "get")
+        assert [i.get("jid") for i in listed.iter(f"{{{ADMIN_NS}}}item")] == ["romeo@localhost"]
+        refused = await join(mercutio, ROOM, "Mercutio")
+        assert error_condition(refused) == "registration-required"  # still members-only

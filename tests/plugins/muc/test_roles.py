@@ -13,6 +13,7 @@ from pathlib import Path
 import casper_plugins.muc
 import pytest
 from casper.errors import StanzaError
+from casper.testing import TestClient, TestServer
 from casper_plugins.muc.roles import check_affiliation_change, check_list, check_role_change
 
 from tests.plugins.muc.conftest import (
@@ -45,6 +46,16 @@ def role_item(nick: str, role: str, reason: str = "") -> str:
 def affiliation_item(jid: str, affiliation: str, reason: str = "") -> str:
     inner = f"<reason>{reason}</reason>" if reason else ""
     return f"<item jid='{jid}' affiliation='{affiliation}'>{inner}</item>"
+
+
+def room_jids(srv: TestServer, client: TestClient) -> tuple[set[str], set[str]]:
+    """The room's JIDs in the client's session's ``directed_to`` and ``seen_by``."""
+    assert client.jid is not None
+    session = srv.server.router.session_for(client.jid)
+    assert session is not None
+    directed = {str(j) for j in session.directed_to if str(j.bare) == ROOM}
+    seen = {str(j) for j in session.seen_by if str(j.bare) == ROOM}
+    return directed, seen
 
 
 # ---------------------------------------------------------------- kick and ban
@@ -124,6 +135,76 @@ async def test_ban_removes_every_session_301_and_keeps_them_out() -> None:
         assert listed == [("tybalt@localhost", "outcast")]
         await admin_iq(romeo, ROOM, affiliation_item("tybalt@localhost", "none"))
         assert (await join(tybalt_a, ROOM, "Tybalt")).get("type") is None
+
+
+async def test_a_kicked_session_forgets_the_room_and_may_come_back() -> None:
+    """The room told the kicked user it is out, so the core drops every room JID from the
+    session's directed presence and seen_by (old nicks too): its later unavailable is not
+    sent to the room. Other occupants keep theirs."""
+    async with (
+        open_muc() as srv,
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+        srv.client("tybalt") as tybalt,
+    ):
+        await create_room(romeo, ROOM, "Romeo")
+        await enter(juliet, ROOM, "Juliet")
+        await enter(tybalt, ROOM, "Tybalt")
+        await tybalt.send(f"<presence to='{ROOM}/Prince'/>")
+        await tybalt.expect(presence_from(f"{ROOM}/Prince"))
+        before = {f"{ROOM}/Tybalt", f"{ROOM}/Prince"}
+        assert room_jids(srv, tybalt) == (before, before)
+        answer = await admin_iq(romeo, ROOM, role_item("Prince", "none"))
+        assert answer.get("type") == "result"
+        kicked = await tybalt.expect(presence_from(f"{ROOM}/Prince", "unavailable"))
+        assert codes(kicked) == {110, 307}
+        await room_sync(tybalt)
+        assert room_jids(srv, tybalt) == (set(), set())
+        assert room_jids(srv, juliet) == ({f"{ROOM}/Juliet"}, {f"{ROOM}/Juliet"})
+        # a kick is not a ban: the session rejoins, and the core records the room again
+        assert (await join(tybalt, ROOM, "Tybalt")).get("type") is None
+        assert room_jids(srv, tybalt) == ({f"{ROOM}/Tybalt"}, {f"{ROOM}/Tybalt"})
+
+
+async def test_every_banned_session_forgets_the_room() -> None:
+    async with (
+        open_muc() as srv,
+        srv.client("romeo") as romeo,
+        srv.client("tybalt", resource="a") as tybalt_a,
+        srv.client("tybalt", resource="b") as tybalt_b,
+    ):
+        await create_room(romeo, ROOM, "Romeo")
+        await enter(tybalt_a, ROOM, "Tybalt")
+        await enter(tybalt_b, ROOM, "Prince of Cats")
+        await admin_iq(romeo, ROOM, affiliation_item("tybalt@localhost", "outcast"))
+        for client, nick in ((tybalt_a, "Tybalt"), (tybalt_b, "Prince of Cats")):
+            banned = await client.expect(presence_from(f"{ROOM}/{nick}", "unavailable"))
+            assert codes(banned) == {110, 301}
+            await room_sync(client)
+            assert room_jids(srv, client) == (set(), set())
+        assert room_jids(srv, romeo) == ({f"{ROOM}/Romeo"}, {f"{ROOM}/Romeo"})
+        refused = await join(tybalt_a, ROOM, "Tybalt")
+        assert error_condition(refused) == "forbidden"
+
+
+async def test_removal_for_lost_membership_or_an_error_forgets_the_room_too() -> None:
+    async with open_muc() as srv, srv.client("romeo") as romeo, srv.client("juliet") as juliet:
+        await create_room(romeo, ROOM, "Romeo", members_only=True)
+        await admin_iq(romeo, ROOM, affiliation_item("juliet@localhost", "member"))
+        await enter(juliet, ROOM, "Juliet")
+        await admin_iq(romeo, ROOM, affiliation_item("juliet@localhost", "none"))
+        removed = await juliet.expect(presence_from(f"{ROOM}/Juliet", "unavailable"))
+        assert 321 in codes(removed)
+        await room_sync(juliet)
+        assert room_jids(srv, juliet) == (set(), set())
+        await romeo.send(
+            f"<message to='{ROOM}/Romeo' type='error'><error type='cancel'>"
+            "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )
+        gone = await romeo.expect(presence_from(f"{ROOM}/Romeo", "unavailable"))
+        assert codes(gone) >= {307, 333}
+        await room_sync(romeo)
+        assert room_jids(srv, romeo) == (set(), set())
 
 
 # ---------------------------------------------------------------- voice and moderators

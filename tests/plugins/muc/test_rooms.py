@@ -379,6 +379,20 @@ async def test_service_disco_lists_public_configured_rooms() -> None:
         assert [i.get("jid") for i in items.iter(f"{{{ITEMS_NS}}}item")] == [ROOM]
 
 
+async def test_server_disco_items_lists_the_service() -> None:
+    async with open_muc() as srv, srv.client("romeo") as romeo:
+        items = await query(romeo, "localhost", f"<query xmlns='{ITEMS_NS}'/>")
+        assert items.get("type") == "result"
+        assert MUC in [i.get("jid") for i in items.iter(f"{{{ITEMS_NS}}}item")]
+        info = await query(romeo, MUC, f"<query xmlns='{INFO_NS}'/>")
+        identity = info.find(f"{{{INFO_NS}}}query/{{{INFO_NS}}}identity")
+        assert identity is not None and identity.get("category") == "conference"
+    async with open_muc(settings={"subdomain": "rooms"}) as srv, srv.client("romeo") as romeo:
+        items = await query(romeo, "localhost", f"<query xmlns='{ITEMS_NS}'/>")
+        jids = [i.get("jid") for i in items.iter(f"{{{ITEMS_NS}}}item")]
+        assert "rooms.localhost" in jids and MUC not in jids
+
+
 async def test_room_disco_info_and_items_only_for_occupants() -> None:
     async with open_muc() as srv, srv.client("romeo") as romeo, srv.client("juliet") as juliet:
         await create_room(romeo, ROOM, "Romeo", name="The Capulets")
@@ -432,6 +446,12 @@ async def test_owner_destroys_the_room() -> None:
         await romeo.expect(presence_from(f"{ROOM}/Romeo", "unavailable"))
         info = await query(juliet, ROOM, f"<query xmlns='{INFO_NS}'/>")
         assert error_condition(info) == "item-not-found"
+        # every occupant's session forgot the room (server.presence.forget)
+        for client in (romeo, juliet):
+            assert client.jid is not None
+            session = srv.server.router.session_for(client.jid)
+            assert session is not None
+            assert not {j for j in session.directed_to | session.seen_by if str(j.bare) == ROOM}
 
 
 async def test_six_occupants_all_see_each_other_and_the_chat() -> None:
