@@ -6,6 +6,7 @@
                    [--plugins a,b,c] [--http-port P]
     casper user    add|passwd JID [--password P] | delete JID | list   [--config] [--data-dir]
     casper plugins [--config FILE]
+    casper compare [--strategies a,b,c+d] [--json F] [--markdown F] [--html F] [--target ...]
 
 Error handling: a problem the user can fix (bad config, missing certificate, unknown account,
 invalid JID, ...) prints one line ``casper: error: ...`` on stderr and exits with status 2;
@@ -284,7 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
         "plugins", parents=[_config_options(data_dir=False)], help="list installed plugins"
     )
     plugins.set_defaults(func=_cmd_plugins)
+    # everything after "compare" goes to casper.compare.cli, which has its own --help
+    compare = commands.add_parser("compare", add_help=False, prefix_chars="\0",
+                                  help="invisibility strategies side by side (see casper compare --help)")  # fmt: skip
+    compare.add_argument("compare_args", nargs=argparse.REMAINDER)
+    compare.set_defaults(func=_cmd_compare)
     return parser
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from casper.compare.cli import main as compare_main  # lazy: loads trio and the catalogue
+
+    return compare_main(args.compare_args)
 
 
 def main(argv: list[str] | None = None) -> int:

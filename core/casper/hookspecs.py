@@ -167,6 +167,22 @@ def casper_hidden_from(session: Session, observer: JID) -> bool | None:
     """
 
 
+@hookspec
+def casper_presence_blocked(session: Session, observer: JID) -> bool | None:
+    """Say whether ``observer`` is blocked from all communication with ``session``'s account
+    (XEP-0191 blocking, a deny-everything privacy item).
+
+    A block is not invisibility: it hides presence even where the administrator's policy
+    forbids the account to hide; only ``never_hidden_from`` overrides it. Every
+    implementation is asked; any ``True`` blocks.
+
+    :param session: a session of a local account.
+    :param observer: the bare or full JID asking; never one of the account's own JIDs.
+    :return: ``True`` when blocked, ``False``/``None`` otherwise.
+    Synchronous and cheap. A crash blocks (fail closed). Since: 1.
+    """
+
+
 @hookspec(firstresult=True)
 def casper_bare_route_while_unavailable(session: Session, sender: JID) -> bool | None:
     """Say whether bare-JID stanzas from ``sender`` may reach a session that sent no

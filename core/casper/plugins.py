@@ -48,9 +48,15 @@ def make_plugin_manager(config: Config, extra: Iterable[tuple[object, str]] = ()
         if name not in installed:
             raise ConfigError(f"unknown plugin {name!r}; installed: {', '.join(sorted(installed))}")
         if pm.get_plugin(name) is None:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
+            try:
+                pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
+            except pluggy.PluginValidationError as exc:
+                raise ConfigError(f"plugin {name!r}: {exc}") from None
     for plugin, name in extra:
-        pm.register(plugin, name)
+        try:
+            pm.register(plugin, name)
+        except pluggy.PluginValidationError as exc:
+            raise ConfigError(f"plugin {name!r}: {exc}") from None
     check_plugin_manager(pm)
     return pm
 
@@ -126,6 +132,14 @@ class FailClosedGuard:
         except Exception as exc:  # noqa: BLE001 - logged by _fail; the safe answer follows
             self._fail("casper_filter_incoming", exc, stanza.id)
             return Drop("filter-error")
+
+    @hookimpl(wrapper=True, tryfirst=True)
+    def casper_presence_blocked(self, session):  # type: ignore[no-untyped-def]
+        try:
+            return (yield)
+        except Exception as exc:  # noqa: BLE001 - logged by _fail; the safe answer follows
+            self._fail("casper_presence_blocked", exc, None)
+            return [True]
 
     @hookimpl(wrapper=True, tryfirst=True)
     def casper_hidden_from(self, session):  # type: ignore[no-untyped-def]

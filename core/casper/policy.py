@@ -45,9 +45,13 @@ class InvisibilityPolicy:
         """Whether ``account`` may be invisible at all."""
         return self.enabled and (EVERYONE in self.allowed or str(account.bare) in self.allowed)
 
+    def always_sees(self, observer: JID) -> bool:
+        """Whether nobody may hide from ``observer`` (``never_hidden_from``)."""
+        return str(observer.bare) in self.never_hidden_from
+
     def may_hide_from(self, account: JID, observer: JID) -> bool:
         """Whether ``account`` may be hidden from ``observer``."""
-        return self.may_hide(account) and str(observer.bare) not in self.never_hidden_from
+        return self.may_hide(account) and not self.always_sees(observer)
 
 
 def _expand(entries: tuple[str, ...], groups: object, key: str) -> frozenset[str]:

@@ -107,18 +107,22 @@ class PresenceService:
     # ------------------------------------------------------------ publishing
 
     async def publish(self, session: Session) -> None:
-        """Send the session's new broadcast presence to every subscriber who may see it.
+        """Send the session's new broadcast presence to every subscriber entitled to it.
 
         Subscribers who saw it but no longer may get unavailable instead. Recipients of
-        directed presence only keep what they were sent (RFC 6121 §4.6): broadcast
-        updates are not theirs.
+        directed presence keep what they were sent and get no broadcast updates they are
+        not otherwise entitled to (RFC 6121 §4.6; XEP-0186: nothing is broadcast while
+        invisible).
         """
         subscribers, _ = await self._observers(session)
+        audience = set()
         for observer in subscribers:
-            if self._may_see(session, observer, subscribed=True):
+            if self._entitled(session, observer):
+                audience.add(observer)
                 self._send_available(session, observer)
-            elif observer in session.seen_by:
+            elif observer in session.seen_by and observer not in session.directed_to:
                 self._send_unavailable(session, observer, None)
+        await self._track_audience(session, audience)
         self._reflect(session, session.presence)
 
     async def reconcile(self, session: Session) -> None:
@@ -128,16 +132,16 @@ class PresenceService:
         plugins call it when their answer changes.
         """
         subscribers, others = await self._observers(session)
+        audience = {o for o in subscribers if self._entitled(session, o)}
         shown = False
         for observer in subscribers + others:
-            visible = self._may_see(session, observer, subscribed=observer in subscribers)
+            visible = observer in audience or observer in session.directed_to
             if visible and observer not in session.seen_by:
                 self._send_available(session, observer)
                 shown = True
             elif not visible and observer in session.seen_by:
                 self._send_unavailable(session, observer, None)
-                if observer in subscribers:
-                    await self._server.lastseen.saw_go_offline(session.account, observer, time.time())
+        await self._track_audience(session, audience)
         if shown and session.initial_presence_sent:
             await self._server.session_shown(session)
 
@@ -149,12 +153,18 @@ class PresenceService:
         others = (session.seen_by | session.directed_to) - set(subscribers)
         return subscribers, sorted(others, key=str)
 
-    def _may_see(self, session: Session, observer: JID, *, subscribed: bool) -> bool:
-        """Directed recipients while not hidden; subscribers while the session is
-        available and visible to them; nobody else."""
-        if observer in session.directed_to:
-            return not self._server.visibility.hidden(session, observer)
-        return subscribed and session.available and self._server.visibility.visible(session, observer)
+    def _entitled(self, session: Session, subscriber: JID) -> bool:
+        """Whether a subscriber gets the session's broadcast presence now."""
+        return session.available and not self._server.visibility.hidden(session, subscriber)
+
+    async def _track_audience(self, session: Session, audience: set[JID]) -> None:
+        """Remember which subscribers the session is publicly available to. Those it
+        stops being available to while it stays connected (a strategy started hiding it)
+        saw it go offline now, whether or not they were online to notice: their last
+        activity answer says so (XEP-0186 §3.1.1)."""
+        for observer in session.audience - audience:
+            await self._server.lastseen.saw_go_offline(session.account, observer, time.time())
+        session.audience = audience
 
     def _send_available(self, session: Session, observer: JID) -> None:
         presence = session.presence or make_stanza("presence", from_=session.jid)
@@ -201,6 +211,7 @@ class PresenceService:
         session.available = False
         session.presence = None
         session.directed_to.clear()
+        session.audience = set()  # a real logoff: recorded below for all at once
         self._reflect(session, _unavailable(session.jid, None, stanza))
         if was_shown and session.shown_publicly:
             status = stanza.text_of("status") if stanza is not None else None

@@ -46,6 +46,7 @@ class Session:
         self.priority = 0
         self.directed_to: set[JID] = set()
         self.seen_by: set[JID] = set()
+        self.audience: set[JID] = set()  # subscribers it is publicly available to now
         self.requested_roster = False
         self.shown_publicly = False  # was available while not hidden from the world
         self.closing: StreamError | None = None

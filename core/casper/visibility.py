@@ -31,15 +31,24 @@ class Visibility:
         self._server = server
 
     def hidden(self, session: Session, observer: JID) -> bool:
-        """Whether any strategy plugin hides ``session`` from ``observer``."""
+        """Whether ``session`` must look offline to ``observer``.
+
+        In order: an account's own resources always see each other; the administrator's
+        ``never_hidden_from`` always sees; a communication block (``casper_presence_blocked``)
+        hides; where the policy forbids this account to hide, nothing else hides; then
+        any strategy plugin hiding wins (``casper_hidden_from``).
+        """
         if observer.bare == session.account:
-            return False  # an account's own resources always see each other
-        if observer in session.directed_to or observer.bare in session.directed_to:
-            return False  # the user showed itself to this entity explicitly (directed presence)
-        if not self._server.policy.may_hide_from(session.account, observer):
-            return False  # the administrator's policy overrides every strategy
-        results = self._server.pm.hook.casper_hidden_from(session=session, observer=observer)
-        return any(results)
+            return False
+        policy = self._server.policy
+        if policy.always_sees(observer):
+            return False
+        pm = self._server.pm
+        if any(pm.hook.casper_presence_blocked(session=session, observer=observer)):
+            return True
+        if not policy.may_hide(session.account):
+            return False
+        return any(pm.hook.casper_hidden_from(session=session, observer=observer))
 
     def visible(self, session: Session, observer: JID) -> bool:
         """Whether ``observer`` may learn that ``session`` is online.
@@ -76,10 +85,9 @@ class Visibility:
         return [s for s in sessions if self._knows(s, observer, subscribed)]
 
     def _knows(self, session: Session, observer: JID, subscribed: bool) -> bool:
-        directed = observer in session.directed_to or observer.bare in session.directed_to
-        if not (directed or (subscribed and session.available)):
-            return False
-        return not self.hidden(session, observer)
+        if observer in session.directed_to or observer.bare in session.directed_to:
+            return True  # the user showed itself to this entity explicitly
+        return subscribed and session.available and not self.hidden(session, observer)
 
     def hidden_from_world(self, session: Session) -> bool:
         """Whether the session hides from everyone (what a stranger would see)."""

@@ -80,8 +80,14 @@ class Config:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"plugin.{NAME}.port must be an integer in 0..65535, got {port!r}")
         if audience not in AUDIENCES:
-            raise ConfigError(f"plugin.{NAME}.audience must be one of {', '.join(AUDIENCES)}, got {audience!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
+            raise ConfigError(
+                f"plugin.{NAME}.audience must be one of {', '.join(AUDIENCES)}, got {audience!r}"
+            )
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= 300
+        ):
             raise ConfigError(f"plugin.{NAME}.request_timeout must be in (0, 300], got {timeout!r}")
         try:
             observer_jid = JID.parse(observer) if isinstance(observer, str) else None
@@ -218,8 +224,12 @@ async def handle_connection(badge: PresenceBadge, stream: trio.abc.Stream) -> No
                 request = await _read_request(conn, stream)
                 if request is None:
                     return
-                status, headers, body = await badge.answer(request.method.decode(), request.target.decode())
-                await _send(conn, stream, status, headers, b"" if request.method == b"HEAD" else body)
+                status, headers, body = await badge.answer(
+                    request.method.decode(), request.target.decode()
+                )
+                await _send(
+                    conn, stream, status, headers, b"" if request.method == b"HEAD" else body
+                )
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # timed out, or either side wants the connection closed
             conn.start_next_cycle()
@@ -239,7 +249,7 @@ async def _read_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Re
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(MAX_REQUEST_BYTES))
+            conn.receive_data(bytes(await stream.receive_some(MAX_REQUEST_BYTES)))
         elif isinstance(event, h11.Request):
             request = event
         elif isinstance(event, h11.EndOfMessage):

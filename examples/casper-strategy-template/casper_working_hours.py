@@ -12,8 +12,9 @@ reveal a session:
   ``server.visibility_inputs_changed(account)`` for every connected account it covers, so
   contacts who saw the user get unavailable at closing time and current presence at
   opening time (and messages kept meanwhile are delivered);
-- directed presence still shows the user to its recipient, and the administrator's
-  ``[invisibility]`` policy still wins (core rules, before any strategy is asked).
+- directed presence shows the user to its recipient (the hook never hides a session from
+  whom it sent directed presence), and the administrator's ``[invisibility]`` policy
+  still wins (a core rule, applied before any strategy is asked).
 
 What it cannot hide: full-JID messages and IQs (version, time, disco#info) reach the client
 and the client answers them. Use ``privacy-lists`` to block those.
@@ -161,10 +162,13 @@ class Config:
                 accounts.add(entry if entry == EVERYONE else str(JID.parse(entry)))
             except InvalidJID:
                 raise ConfigError(f"plugin.{NAME}.accounts: {entry!r} is not a JID") from None
-        clock = settings.get("clock") or SystemClock()
-        if not (callable(getattr(clock, "now", None)) and callable(getattr(clock, "sleep_until", None))):
+        clock: Clock = settings.get("clock") or SystemClock()  # type: ignore[assignment]
+        if not (
+            callable(getattr(clock, "now", None)) and callable(getattr(clock, "sleep_until", None))
+        ):
             raise ConfigError(f"plugin.{NAME}.clock must have now() and sleep_until()")
-        return cls(start, end, frozenset(DAYS.index(d) for d in days), zone, frozenset(accounts), clock)  # type: ignore[arg-type]
+        weekdays = frozenset(DAYS.index(d) for d in days)
+        return cls(start, end, weekdays, zone, frozenset(accounts), clock)
 
     def covers(self, session: Session) -> bool:
         """Whether the window applies to ``session`` (its account, or its full JID)."""
@@ -195,7 +199,7 @@ def _time(settings: Mapping[str, object], key: str, default: str) -> dt.time:
         hours, minutes = str(value).split(":")
         return dt.time(int(hours), int(minutes))
     except ValueError:
-        raise ConfigError(f"plugin.{NAME}.{key} must be a time as \"HH:MM\", got {value!r}") from None
+        raise ConfigError(f'plugin.{NAME}.{key} must be a time as "HH:MM", got {value!r}') from None
 
 
 def _names(settings: Mapping[str, object], key: str, default: Sequence[str]) -> list[str]:
@@ -218,10 +222,11 @@ class WorkingHours:
 
     @hookimpl
     def casper_hidden_from(self, session: Session, observer: JID) -> bool | None:
-        """Hidden from everyone while outside working hours (a cached answer: cheap)."""
+        """Hidden while outside working hours (a cached answer: cheap), except from those
+        the session sent directed presence to: the user showed itself to them."""
         if self.inside or not self.config.covers(session):
             return None
-        return True
+        return not (observer in session.directed_to or observer.bare in session.directed_to)
 
     @hookimpl
     def casper_serve(self, nursery: object) -> None:

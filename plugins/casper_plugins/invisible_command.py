@@ -7,8 +7,8 @@ the server's disco#info. Invisibility belongs to one session and ends with it.
   the session becomes invisible. If it had sent available presence, everyone who saw it
   gets unavailable (contacts and directed recipients alike); last activity then reports
   the moment it went invisible. While invisible nothing is broadcast; undirected presence
-  is kept for later. ``probe`` (default true) says whether the initial presence the
-  session sends while invisible probes its contacts, so the user still sees them.
+  is kept for later. ``probe`` (default false, per XEP-0186) says whether the initial
+  presence the session sends while invisible probes its contacts, so the user sees them.
 - Outbound directed presence is delivered, and the recipient sees the session; it gets
   unavailable when the session sends unavailable or ends — and nobody else does.
 - Inbound presence, full-JID messages and IQs are delivered; bare-JID messages, probes,
@@ -67,10 +67,8 @@ class InvisibleCommand:
     @hookimpl
     def casper_hidden_from(self, session: Session, observer: JID) -> bool | None:
         state: InvisibleState | None = session.peek_plugin_state(NAME)
-        if state is None or not state.invisible:
-            return None
-        directed = observer in session.directed_to or observer.bare in session.directed_to
-        return not directed
+        # directed presence is the user's explicit act: the core keeps it apart
+        return True if state is not None and state.invisible else None
 
     @hookimpl
     def casper_initial_probes_wanted(self, session: Session) -> bool | None:
@@ -85,13 +83,15 @@ class InvisibleCommand:
 
     async def _invisible(self, request: IqRequest) -> None:
         session = _own_session(request)
-        probe = request.payload.get("probe", "true").strip().lower()
+        probe = request.payload.get("probe", "false").strip().lower()  # XEP-0186: default false
         if probe not in _BOOLEANS:
             raise StanzaError("bad-request", "probe must be a boolean")
         if not self._server.policy.may_hide(session.account):
             raise StanzaError("not-allowed", "invisibility is not allowed by this server's policy")
         state = session.plugin_state(NAME, InvisibleState)
         state.invisible, state.probe = True, probe in _TRUE
+        for entity in list(session.directed_to):  # everyone who saw it gets unavailable
+            self._server.presence.withdraw_directed(session, entity)
         await self._server.presence.reconcile(session)
 
     async def _visible(self, request: IqRequest) -> None:

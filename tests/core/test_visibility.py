@@ -191,6 +191,47 @@ async def test_hook_hidden_from() -> None:
     assert all(observer.bare != JID.parse(ROMEO) for _, observer in hide.asked)
 
 
+class BlockJuliet:
+    """A communication block (what XEP-0191 blocking reports): not invisibility."""
+
+    @hookimpl
+    def casper_presence_blocked(self, session: Session, observer: JID) -> bool | None:
+        return str(observer.bare) == JULIET
+
+
+@pytest.mark.parametrize(
+    ("policy", "juliet_sees"),
+    [
+        pytest.param({}, False, id="default-policy"),
+        pytest.param({"invisibility": False}, False, id="invisibility-disabled"),
+        pytest.param({"never_hidden_from": (JULIET,)}, True, id="juliet-never-hidden-from"),
+    ],
+)
+async def test_hook_presence_blocked(policy: dict[str, object], juliet_sees: bool) -> None:
+    """A block hides presence even where the policy forbids hiding; only
+    ``never_hidden_from`` overrides it. A strategy's hiding obeys the policy instead."""
+    async with open_test_server(
+        default_plugins=False,
+        extra_plugins=[(BlockJuliet(), "block"), (HideFrom({MERCUTIO}), "hide")],
+        accounts=("romeo", "juliet", "mercutio"),
+        **policy,  # type: ignore[arg-type]
+    ) as srv:
+        await make_contacts(srv, "romeo", "juliet")
+        await make_contacts(srv, "romeo", "mercutio")
+        async with (
+            srv.client("juliet", presence=True) as juliet,
+            srv.client("mercutio", presence=True) as mercutio,
+        ):
+            await drain(juliet)
+            await drain(mercutio)
+            async with srv.client("romeo", presence=True, resource="r1"):
+                juliet_got = about(await drain(juliet), ROMEO)
+                mercutio_got = about(await drain(mercutio), ROMEO)
+    assert bool(juliet_got) is juliet_sees
+    # mercutio is hidden from by a strategy: only where invisibility is allowed
+    assert bool(mercutio_got) is (policy.get("invisibility") is False)
+
+
 # ---------------------------------------------------------------- presence
 
 

@@ -10,9 +10,10 @@ The XEP's server rules (version 0.14), one or more tests each:
   SHOULD be delivered — Casper deliberately takes the offline path instead, as for the
   other strategies; (5) inbound messages and IQs to the full JID delivered; (6) outbound
   messages and IQs delivered; (7) with no other available resource, IQ-gets and probes
-  to the bare JID answered as if offline (the time the session went invisible, for
-  those who saw it; disco#items without it); (8) unavailable after directed presence
-  only to those it was sent to.
+  to the bare JID answered as if offline (last seen: the time the session went
+  invisible, for every contact entitled to see it then; the older logoff for contacts
+  it was never visible to; disco#items without it); (8) unavailable after directed
+  presence only to those it was sent to.
 - §3.2: ``<visible/>`` broadcasts nothing until the next presence; directed recipients
   from the invisible time still get unavailable at logoff.
 - §2: invisibility ends with the session. §4: disco#info of the server lists the feature.
@@ -22,6 +23,8 @@ contacts (mutual subscriptions seeded into the rosters); ``tybalt`` and ``mercut
 strangers. Romeo last logged off publicly an hour ago saying "Gone fishing". After one
 actor acts, every inbox is read with a round trip (the actor's first), so "heard nothing"
 needs no sleeping; what each heard is compared as ``(from, type, show, status)``.
+
+Tests marked xfail pin a MUST the server breaks today (the reason names the cause).
 """
 
 from __future__ import annotations
@@ -249,13 +252,6 @@ async def test_invisible_after_presence_sends_unavailable_to_exactly_those_who_s
         assert await cast.log_off("romeo") == {"juliet": [], "mercutio": [], "nurse": []}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: going invisible does not send unavailable to entities the session sent "
-    "directed presence to while visible (Visibility.hidden never hides from directed_to); "
-    "XEP-0186 §3.1 and the plugin's docstring ('contacts and directed recipients alike') "
-    "say it must",
-)
 async def test_invisible_after_presence_sends_unavailable_to_directed_recipients_too() -> None:
     async with open_cast() as cast:
         for name in ("juliet", "tybalt"):
@@ -312,11 +308,6 @@ async def test_probe_false_brings_the_invisible_session_no_contact_presence(prob
     assert await contacts_presence_on_invisible_login(probe) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: probe defaults to true in invisible_command._invisible; XEP-0186 0.14 §3.1 "
-    "says 'The default logical value is FALSE' (so an old client leaks nothing)",
-)
 async def test_probe_absent_means_false_and_sends_no_probes() -> None:
     assert await contacts_presence_on_invisible_login(None) == set()
 
@@ -352,12 +343,6 @@ async def test_undirected_presence_while_invisible_is_broadcast_to_nobody(update
         assert heard == nobody_else(heard)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a contact the invisible session sent directed presence to gets its later "
-    "undirected presence (PresenceService._may_see treats directed_to as entitled to "
-    "broadcasts); XEP-0186 §3.1.1 rule 1: MUST NOT broadcast while invisible",
-)
 async def test_undirected_presence_while_invisible_skips_a_contact_shown_by_directed_presence() -> (
     None
 ):
@@ -454,16 +439,8 @@ async def test_last_activity_is_the_time_he_went_invisible_for_a_contact_who_saw
     assert when == pytest.approx(went_invisible, abs=2) and status is None
 
 
-LAST_SEEN_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: going invisible records 'offline since now' only for Session.seen_by "
-    "(PresenceService.reconcile -> LastSeen.saw_go_offline), not for every subscriber who "
-    "was entitled to see the session; the others get the logoff before the login, which a "
-    "real logoff (LastSeen.record_logoff) would have replaced: XEP-0186 §3.1.1 rule 7",
-)
 
 
-@LAST_SEEN_BUG
 async def test_last_activity_is_the_time_he_went_invisible_for_a_contact_who_asked_meanwhile() -> (
     None
 ):
@@ -481,7 +458,6 @@ async def test_last_activity_is_the_time_he_went_invisible_for_a_contact_who_ask
     assert when == pytest.approx(went_invisible, abs=2)
 
 
-@LAST_SEEN_BUG
 async def test_last_activity_is_the_time_he_went_invisible_for_a_contact_offline_meanwhile() -> (
     None
 ):

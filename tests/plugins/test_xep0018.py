@@ -487,11 +487,13 @@ def open_stpeter_and_rynok(srv: TestServer) -> AbstractAsyncContextManager[Cast]
 
 
 async def hide_joe_from_stpeter_only(cast: Cast) -> None:
-    """joe comes online, then invisible to stpeter, before stpeter is available."""
-    heard = await cast.says("joe", "<presence/>")
-    assert heard == nobody_else(heard, rynok=[AVAILABLE])
+    """joe, invisible to stpeter from the start, comes online: stpeter was never entitled
+    to see him (had joe been visible to stpeter first, stpeter would see a logoff at the
+    moment he hid, like any logoff — see the XEP-0186 tests)."""
     heard = await cast.says("joe", "<presence to='stpeter@localhost' type='invisible'/>")
     assert heard == nobody_else(heard)
+    heard = await cast.says("joe", "<presence/>")
+    assert heard == nobody_else(heard, rynok=[AVAILABLE])
 
 
 async def stpeter_probes_joe(cast: Cast) -> list[Element]:

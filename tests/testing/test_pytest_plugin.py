@@ -38,7 +38,7 @@ class Hello:
         return [IqHandler("get", "urn:example:hello", "hello", hello, target="server")]
 '''
 
-AUTHOR_TESTS = '''
+AUTHOR_TESTS = """
 import pytest
 from casper_hello import Hello
 
@@ -69,7 +69,7 @@ async def test_scripted_conversation(casper_client):
 async def test_four_accounts(casper_server):
     for user in ("romeo", "juliet", "nurse", "tybalt"):
         assert casper_server.passwords[user] == "secret"
-'''
+"""
 
 
 def test_a_plugin_authors_test_file_runs_end_to_end(pytester: pytest.Pytester) -> None:
@@ -93,7 +93,7 @@ def test_the_fixtures_come_from_the_pytest11_entry_point(pytester: pytest.Pytest
 def test_casper_plugins_enables_plugins_by_entry_point_name(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml(TRIO_MODE)
     pytester.makepyfile(
-        test_enabled='''
+        test_enabled="""
         import pytest
 
         @pytest.fixture
@@ -108,7 +108,7 @@ def test_casper_plugins_enables_plugins_by_entry_point_name(pytester: pytest.Pyt
             romeo = await casper_client("romeo")
             await romeo.send("<presence type='invisible'/>")
             await romeo.expect_nothing(lambda e: e.get("type") == "error")
-        '''
+        """
     )
     pytester.runpytest().assert_outcomes(passed=2)
 
@@ -116,7 +116,7 @@ def test_casper_plugins_enables_plugins_by_entry_point_name(pytester: pytest.Pyt
 def test_settings_and_accounts_can_be_overridden(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml(TRIO_MODE)
     pytester.makepyfile(
-        test_settings='''
+        test_settings="""
         import pytest
 
         @pytest.fixture
@@ -140,7 +140,7 @@ def test_settings_and_accounts_can_be_overridden(pytester: pytest.Pytester) -> N
             assert str(benvolio.jid.bare) == "benvolio@localhost"
             with pytest.raises(KeyError):
                 await casper_client("romeo")
-        '''
+        """
     )
     pytester.runpytest().assert_outcomes(passed=1)
 
@@ -148,7 +148,7 @@ def test_settings_and_accounts_can_be_overridden(pytester: pytest.Pytester) -> N
 def test_options_that_clash_with_a_fixture_are_an_error(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml(TRIO_MODE)
     pytester.makepyfile(
-        test_clash='''
+        test_clash="""
         import pytest
 
         @pytest.fixture
@@ -157,7 +157,7 @@ def test_options_that_clash_with_a_fixture_are_an_error(pytester: pytest.Pyteste
 
         async def test_clash(casper_server):
             pass
-        '''
+        """
     )
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)  # pytest-trio sets fixtures up inside the test's run
@@ -169,7 +169,7 @@ def test_clients_are_closed_before_the_server_stops(pytester: pytest.Pytester) -
     after the test and before ``casper_server`` stops, even when the test fails."""
     pytester.makepyprojecttoml(TRIO_MODE)
     pytester.makepyfile(
-        test_teardown='''
+        test_teardown="""
         import pytest
         import trio
 
@@ -188,7 +188,7 @@ def test_clients_are_closed_before_the_server_stops(pytester: pytest.Pytester) -
             await casper_client("romeo", resource="second")
             assert len(casper_client.server.server.router.all_sessions()) == 3
             assert not fails
-        '''
+        """
     )
     result = pytester.runpytest()
     result.assert_outcomes(passed=1, failed=1)  # teardown itself raised no error
@@ -197,7 +197,7 @@ def test_clients_are_closed_before_the_server_stops(pytester: pytest.Pytester) -
 def test_a_failed_login_fails_the_test_that_asked(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml(TRIO_MODE)
     pytester.makepyfile(
-        test_login='''
+        test_login="""
         import pytest
 
         async def test_wrong_password(casper_client):
@@ -205,7 +205,7 @@ def test_a_failed_login_fails_the_test_that_asked(pytester: pytest.Pytester) -> 
                 await casper_client("romeo", password="wrong")
             romeo = await casper_client("romeo")   # the factory still works afterwards
             assert romeo.jid is not None
-        '''
+        """
     )
     pytester.runpytest().assert_outcomes(passed=1)
 
@@ -249,11 +249,6 @@ def test_the_plugin_module_imports_only_pytest_at_module_level() -> None:
     assert imported <= LIGHT_MODULES, imported - LIGHT_MODULES
 
 
-@pytest.mark.xfail(
-    reason="core bug: casper/testing/__init__.py imports the client and harness eagerly, so "
-    "loading the entry point 'casper.testing.pytest_plugin' imports trio and the server",
-    strict=True,
-)
 def test_loading_the_entry_point_does_not_import_trio() -> None:
     code = (
         "import sys, casper.testing.pytest_plugin; "

@@ -34,8 +34,15 @@ SYNC_NS = "urn:casper:compare:sync"  # nobody answers it: every server replies w
 PING_NS = "urn:xmpp:ping"
 RECEIPTS = "urn:xmpp:receipts"
 CHATSTATES = "http://jabber.org/protocol/chatstates"
-CLIENT_FEATURES = ("http://jabber.org/protocol/disco#info", CHATSTATES, RECEIPTS, PING_NS,
-                   "urn:xmpp:time", "jabber:iq:version", "jabber:iq:last")  # fmt: skip
+CLIENT_FEATURES = (
+    "http://jabber.org/protocol/disco#info",
+    CHATSTATES,
+    RECEIPTS,
+    PING_NS,
+    "urn:xmpp:time",
+    "jabber:iq:version",
+    "jabber:iq:last",
+)
 _TRANSPORT = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
 
 
@@ -95,6 +102,7 @@ class Actor:
     log: list[Event] = field(default_factory=list)
     closed: bool = False
     state: dict[str, object] = field(default_factory=dict)  # the strategy's client-side state
+    failure: str | None = None  # why the reader stopped, if not a clean end of stream
 
     def __post_init__(self) -> None:
         self._send_lock = trio.StrictFIFOLock()
@@ -104,13 +112,18 @@ class Actor:
 
     @property
     def name(self) -> str:
-        return self.role if self.role != "user" and self.resource == "obs" else f"{self.role}/{self.resource}"
+        return (
+            self.role
+            if self.role != "user" and self.resource == "obs"
+            else f"{self.role}/{self.resource}"
+        )
 
     @classmethod
     async def connect(cls, world: World, role: str, resource: str) -> Actor:
         ep, (username, password) = world.endpoint, world.accounts[role]
-        client = await login(ep.host, ep.port, ep.domain, username, password,
-                             ssl_context=ep.ssl_context, resource=resource)  # fmt: skip
+        with trio.fail_after(world.timeout):
+            client = await login(ep.host, ep.port, ep.domain, username, password,
+                                 ssl_context=ep.ssl_context, resource=resource)  # fmt: skip
         assert client.jid is not None
         actor = cls(world, role, resource, client.jid, client)
         await world.nursery.start(actor._reader)
@@ -121,12 +134,13 @@ class Actor:
 
     # ------------------------------------------------------------------ I/O
 
-    async def send(self, xml: str, *, auto: bool = False, sync: bool = False) -> Element:
+    async def send(self, xml: str, *, auto: bool = False, sync: bool = False) -> Event:
+        """Send one stanza written as text; return its log entry."""
         element = parse(xml)
         async with self._send_lock:
-            self.world.record(self, "out", element, auto=auto, sync=sync)
+            event = self.world.record(self, "out", element, auto=auto, sync=sync)
             await self.client.send(xml.encode())
-        return element
+        return event
 
     async def _reader(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self.reader_scope:
@@ -139,11 +153,15 @@ class Actor:
                     self._changed = trio.Event()
                     await self._respond(event)
             except (XMPPFailure, *_TRANSPORT):
-                pass
+                pass  # the server ended the stream: the world notices ``closed``
+            except Exception as exc:  # noqa: BLE001 - e.g. unparsable input: this connection is over
+                self.failure = f"{type(exc).__name__}: {exc}"
         self.closed = True
         self._changed.set()
 
-    async def wait_for(self, match: Callable[[Event], bool], since: int = 0, timeout: float = 10) -> Event:
+    async def wait_for(
+        self, match: Callable[[Event], bool], since: int = 0, timeout: float = 10
+    ) -> Event:
         """The first event in the log from index ``since`` that ``match`` accepts."""
         with trio.fail_after(timeout):
             while True:
@@ -152,15 +170,20 @@ class Actor:
                 if found is not None:
                     return found
                 if self.closed:
-                    raise XMPPFailure("receive", f"{self.name}: connection closed while waiting")
+                    why = self.failure or "connection closed"
+                    raise XMPPFailure("receive", f"{self.name}: {why} while waiting")
                 await changed.wait()
 
     async def request(self, xml: str, timeout: float = 10) -> Element:
         """Send an IQ (with an ``id``) and return the reply, result or error."""
         sent = await self.send(xml)
-        iq_id = sent.get("id")
-        reply = await self.wait_for(lambda e: e.direction == "in" and e.element.tag == q("iq")
-                                    and e.element.get("id") == iq_id, timeout=timeout)  # fmt: skip
+        iq_id = sent.element.get("id")
+        reply = await self.wait_for(
+            lambda e: (
+                e.direction == "in" and e.element.tag == q("iq") and e.element.get("id") == iq_id
+            ),
+            timeout=timeout,
+        )
         return reply.element
 
     async def sync(self, to: str | None = None) -> None:
@@ -169,9 +192,14 @@ class Actor:
         target = to or self.world.endpoint.domain
         payload = f"<ping xmlns='{PING_NS}'/>" if to else f"<query xmlns='{SYNC_NS}'/>"
         start = len(self.log)
-        await self.send(f"<iq type='get' id='{iq_id}' to='{escape_attr(target)}'>{payload}</iq>", sync=True)
-        event = await self.wait_for(lambda e: e.element.get("id") == iq_id and e.direction == "in",
-                                    since=start, timeout=self.world.timeout)  # fmt: skip
+        await self.send(
+            f"<iq type='get' id='{iq_id}' to='{escape_attr(target)}'>{payload}</iq>", sync=True
+        )
+        event = await self.wait_for(
+            lambda e: e.element.get("id") == iq_id and e.direction == "in",
+            since=start,
+            timeout=self.world.timeout,
+        )
         event.sync = True
 
     async def logout(self) -> None:
@@ -215,8 +243,10 @@ class Actor:
         elif iq.get("type") != "get":
             payload = None
         elif tag == "{jabber:iq:version}query":
-            payload = ("<query xmlns='jabber:iq:version'><name>casper-compare client</name>"
-                       "<version>1</version></query>")  # fmt: skip
+            payload = (
+                "<query xmlns='jabber:iq:version'><name>casper-compare client</name>"
+                "<version>1</version></query>"
+            )
         elif tag == "{urn:xmpp:time}time":
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             payload = f"<time xmlns='urn:xmpp:time'><tzo>+00:00</tzo><utc>{now}</utc></time>"
@@ -224,15 +254,19 @@ class Actor:
             payload = ""
         elif tag == "{http://jabber.org/protocol/disco#info}query":
             features = "".join(f"<feature var='{f}'/>" for f in CLIENT_FEATURES)
-            payload = ("<query xmlns='http://jabber.org/protocol/disco#info'>"
-                       f"<identity category='client' type='pc'/>{features}</query>")  # fmt: skip
+            payload = (
+                "<query xmlns='http://jabber.org/protocol/disco#info'>"
+                f"<identity category='client' type='pc'/>{features}</query>"
+            )
         elif tag == "{jabber:iq:last}query":
             payload = "<query xmlns='jabber:iq:last' seconds='0'/>"
         else:
             payload = None
         if payload is None:
-            error = ("<error type='cancel'><service-unavailable "
-                     "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>")  # fmt: skip
+            error = (
+                "<error type='cancel'><service-unavailable "
+                "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+            )
             await self._auto(f"<iq type='error' {reply_to}>{error}</iq>")
         else:
             await self._auto(f"<iq type='result' {reply_to}>{payload}</iq>")
@@ -241,11 +275,15 @@ class Actor:
         to = escape_attr(sender)
         msg_id = message.get("id")
         if message.find(q("request", RECEIPTS)) is not None and msg_id:
-            await self._auto(f"<message to='{to}' id='{self.new_id('rcpt')}'>"
-                             f"<received xmlns='{RECEIPTS}' id='{escape_attr(msg_id)}'/></message>")  # fmt: skip
+            await self._auto(
+                f"<message to='{to}' id='{self.new_id('rcpt')}'>"
+                f"<received xmlns='{RECEIPTS}' id='{escape_attr(msg_id)}'/></message>"
+            )
         if any(c.tag.startswith(f"{{{CHATSTATES}}}") for c in message):
-            await self._auto(f"<message type='chat' to='{to}' id='{self.new_id('cs')}'>"
-                             f"<active xmlns='{CHATSTATES}'/></message>")  # fmt: skip
+            await self._auto(
+                f"<message type='chat' to='{to}' id='{self.new_id('cs')}'>"
+                f"<active xmlns='{CHATSTATES}'/></message>"
+            )
 
     async def _auto(self, xml: str) -> None:
         try:

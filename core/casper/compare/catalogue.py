@@ -94,8 +94,15 @@ CHANNELS = {
     )
 }
 ROOM_CHANNELS = ("room-occupancy", "in-room")
-FULL_JID_CHANNELS = ("message-full", "iq-version", "iq-time", "iq-ping", "iq-disco-info",
-                     "chat-states", "receipts")  # fmt: skip
+FULL_JID_CHANNELS = (
+    "message-full",
+    "iq-version",
+    "iq-time",
+    "iq-ping",
+    "iq-disco-info",
+    "chat-states",
+    "receipts",
+)
 
 
 class CatalogueError(Exception):
@@ -185,15 +192,19 @@ def _action(table: dict[str, Any], resources: tuple[str, ...], where: str) -> Ac
     if name == "show-to":
         _require((contact is None) != (group is None), where, "show-to needs a contact or a group")
         _require(contact is None or contact in _ANYONE, where, f"unknown contact {contact!r}")
-        _require(group is None or group in GROUPS, where,
-                 f"unknown group {group!r}; known: {', '.join(GROUPS)}")  # fmt: skip
+        _require(
+            group is None or group in GROUPS,
+            where,
+            f"unknown group {group!r}; known: {', '.join(GROUPS)}",
+        )
     else:
         _require(contact is None and group is None, where, f"{name} takes no contact or group")
     return Action(name, resource, contact, group)
 
 
-def _observe(table: dict[str, Any], scenario: str, resources: tuple[str, ...], room: bool,
-             where: str) -> Observe:  # fmt: skip
+def _observe(
+    table: dict[str, Any], scenario: str, resources: tuple[str, ...], room: bool, where: str
+) -> Observe:
     label = _str(table, "observe", where)
     resource = _str(table, "resource", where, resources[0])
     _require(resource in resources, where, f"resource {resource!r} is not in 'resources'")
@@ -201,14 +212,20 @@ def _observe(table: dict[str, Any], scenario: str, resources: tuple[str, ...], r
     for observer, channels in table.items():
         if observer in ("observe", "resource"):
             continue
-        _require(observer in OBSERVERS, where, f"unknown observer {observer!r}; known: {', '.join(OBSERVERS)}")
+        _require(
+            observer in OBSERVERS,
+            where,
+            f"unknown observer {observer!r}; known: {', '.join(OBSERVERS)}",
+        )
         _require(isinstance(channels, list), where, f"'{observer}' must be a list of channels")
         for channel in channels:
             _require(channel in CHANNELS, where, f"unknown channel {channel!r}")
             allowed = CHANNELS[channel].observers
             _require(observer in allowed, where, f"{channel} is observed by {', '.join(allowed)}")
             _require(room or channel not in ROOM_CHANNELS, where, f"{channel} needs room = true")
-            suffix = f"@{resource}" if channel in FULL_JID_CHANNELS and resource != resources[0] else ""
+            suffix = (
+                f"@{resource}" if channel in FULL_JID_CHANNELS and resource != resources[0] else ""
+            )
             check_id = f"{scenario}/{slug(label)}/{channel}{suffix}/{observer}"
             checks.append(Check(check_id, label, channel, observer, resource))
     _require(bool(checks), where, "an observe step needs at least one observer")
@@ -224,21 +241,29 @@ def parse_scenario(scenario_id: str, text: str, source: str = "<string>") -> Sce
     unknown = sorted(set(doc) - {"title", "summary", "order", "resources", "room", "step"})
     _require(not unknown, source, f"unknown key {unknown[:1]}")
     resources = doc.get("resources", ["desk"])
-    _require(isinstance(resources, list) and bool(resources)
-             and all(isinstance(r, str) and re.fullmatch(r"[a-z0-9-]+", r) for r in resources),
-             source, "'resources' must be a list of lowercase names")  # fmt: skip
+    _require(
+        isinstance(resources, list)
+        and bool(resources)
+        and all(isinstance(r, str) and re.fullmatch(r"[a-z0-9-]+", r) for r in resources),
+        source,
+        "'resources' must be a list of lowercase names",
+    )
     _require(len(set(resources)) == len(resources), source, "'resources' has duplicates")
     room = doc.get("room", False)
     _require(isinstance(room, bool), source, "'room' must be true or false")
     order = doc.get("order", 100)
-    _require(isinstance(order, int) and not isinstance(order, bool), source, "'order' must be an integer")
+    _require(
+        isinstance(order, int) and not isinstance(order, bool), source, "'order' must be an integer"
+    )
     raw_steps = doc.get("step", [])
     _require(isinstance(raw_steps, list) and bool(raw_steps), source, "no [[step]] tables")
     steps: list[Step] = []
     for index, table in enumerate(raw_steps, 1):
         where = f"{source}: step {index}"
         _require(isinstance(table, dict), where, "must be a table")
-        _require(("do" in table) != ("observe" in table), where, "needs exactly one of 'do' or 'observe'")
+        _require(
+            ("do" in table) != ("observe" in table), where, "needs exactly one of 'do' or 'observe'"
+        )
         if "do" in table:
             steps.append(_action(table, tuple(resources), where))
         else:
@@ -246,8 +271,16 @@ def parse_scenario(scenario_id: str, text: str, source: str = "<string>") -> Sce
     ids = [c.id for s in steps if isinstance(s, Observe) for c in s.checks]
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     _require(duplicate is None, source, f"check {duplicate} appears twice (rename an observe step)")
-    return Scenario(scenario_id, _str(doc, "title", source), _str(doc, "summary", source).strip(),
-                    order, tuple(resources), room, tuple(steps), source)  # fmt: skip
+    return Scenario(
+        scenario_id,
+        _str(doc, "title", source),
+        _str(doc, "summary", source).strip(),
+        order,
+        tuple(resources),
+        room,
+        tuple(steps),
+        source,
+    )
 
 
 def load_catalogue(directory: Path | None = None) -> list[Scenario]:
@@ -255,7 +288,11 @@ def load_catalogue(directory: Path | None = None) -> list[Scenario]:
     sorted by ``order`` then id."""
     if directory is None:
         base = importlib_resources.files("casper.compare") / "scenarios"
-        files = [(p.name, p.read_text(encoding="utf-8")) for p in base.iterdir() if p.name.endswith(".toml")]
+        files = [
+            (p.name, p.read_text(encoding="utf-8"))
+            for p in base.iterdir()
+            if p.name.endswith(".toml")
+        ]
     else:
         if not directory.is_dir():
             raise CatalogueError(f"{directory}: not a directory")

@@ -62,8 +62,12 @@ class Normaliser:
         self._write(out, element, CLIENT, top=True)
         return "".join(out)
 
-    def _write(self, out: list[str], element: Element, parent_ns: str, *, top: bool = False) -> None:
-        ns, _, local = element.tag[1:].partition("}") if element.tag.startswith("{") else ("", "", element.tag)
+    def _write(
+        self, out: list[str], element: Element, parent_ns: str, *, top: bool = False
+    ) -> None:
+        ns, _, local = (
+            element.tag[1:].partition("}") if element.tag.startswith("{") else ("", "", element.tag)
+        )
         attrs: dict[str, str] = {}
         for key, value in element.attrib.items():
             if key == "id" and top:

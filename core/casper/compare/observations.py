@@ -20,7 +20,8 @@ from casper.xml import escape_attr
 
 from .actor import CHATSTATES, RECEIPTS, Actor, Event, bare, q
 from .catalogue import Check
-from .world import Observed, World, body_message, status_codes
+from .provision import status_codes
+from .world import Observed, World, body_message
 
 IQ_PAYLOADS = {
     "iq-version": "<query xmlns='jabber:iq:version'/>",
@@ -40,8 +41,9 @@ def _answers(events: list[Event], stimulus_id: str) -> list[Event]:
     return [e for e in events if e.direction == "in" and e.element.get("id") == stimulus_id]
 
 
-def _signed(world: World, events: list[Event], check: Check, sent: Event | None = None,
-            **kwargs: object) -> Observed:  # fmt: skip
+def _signed(
+    world: World, events: list[Event], check: Check, sent: Event | None = None, **kwargs: object
+) -> Observed:
     for event in events:
         event.claimed = check.id
     seqs = ([sent.seq] if sent is not None else []) + [e.seq for e in events]
@@ -49,21 +51,29 @@ def _signed(world: World, events: list[Event], check: Check, sent: Event | None 
     return Observed(signature=signature, seqs=seqs, **kwargs)  # type: ignore[arg-type]
 
 
-async def _stimulus(world: World, observer: Actor, xml: str, check: Check) -> tuple[Event, list[Event]]:
+async def _stimulus(
+    world: World, observer: Actor, xml: str, check: Check
+) -> tuple[Event, list[Event]]:
     """Send ``xml``, let everything settle; return the sent event and what came after."""
-    start = len(observer.log)
-    await observer.send(xml)
-    sent = observer.log[start]
+    sent = await observer.send(xml)
     sent.claimed = check.id
+    start = next(i for i in range(len(observer.log) - 1, -1, -1) if observer.log[i] is sent)
     await world.settle()
-    return sent, [e for e in observer.log[start + 1:] if e.direction == "in" and not e.sync]
+    return sent, [e for e in observer.log[start + 1 :] if e.direction == "in" and not e.sync]
 
 
 def _replies(world: World, events: list[Event], sent: Event) -> list[Event]:
     """Answers carrying the stimulus's id, and anything the user sent meanwhile."""
     sid = sent.element.get("id")
-    return [e for e in events if e.claimed is None and (e.element.get("id") == sid
-            or (world.is_from_user(e.element) and e.element.tag != q("presence")))]  # fmt: skip
+    return [
+        e
+        for e in events
+        if e.claimed is None
+        and (
+            e.element.get("id") == sid
+            or (world.is_from_user(e.element) and e.element.tag != q("presence"))
+        )
+    ]
 
 
 # ---------------------------------------------------------------- leak channels
@@ -75,8 +85,11 @@ async def passive_presence(world: World, check: Check) -> Observed:
     key = (observer.name, "presence")
     start = world.cursors.get(key, 0)
     world.cursors[key] = len(observer.log)
-    events = [e for e in observer.log[start:] if _is_presence(e) and e.claimed is None
-              and world.is_from_user(e.element)]  # fmt: skip
+    events = [
+        e
+        for e in observer.log[start:]
+        if _is_presence(e) and e.claimed is None and world.is_from_user(e.element)
+    ]
     return _signed(world, events, check)
 
 
@@ -87,7 +100,11 @@ async def room_occupancy(world: World, check: Check) -> Observed:
     start = world.cursors.get(key, 0)
     world.cursors[key] = len(observer.log)
     nick = f"{world.room}/user"
-    events = [e for e in observer.log[start:] if _is_presence(e) and (e.element.get("from") or "").lower() == nick]
+    events = [
+        e
+        for e in observer.log[start:]
+        if _is_presence(e) and (e.element.get("from") or "").lower() == nick
+    ]
     return _signed(world, events, check)
 
 
@@ -108,8 +125,12 @@ async def client_probe(world: World, check: Check) -> Observed:
     probe_id = f"cp-{check.id}"
     xml = f"<presence type='probe' to='{world.jids['user']}' id='{escape_attr(probe_id)}'/>"
     sent, after = await _stimulus(world, observer, xml, check)
-    events = [e for e in after if e.claimed is None and (e.element.get("id") == probe_id
-              or (_is_presence(e) and world.is_from_user(e.element)))]  # fmt: skip
+    events = [
+        e
+        for e in after
+        if e.claimed is None
+        and (e.element.get("id") == probe_id or (_is_presence(e) and world.is_from_user(e.element)))
+    ]
     return _signed(world, events, check, sent)
 
 
@@ -118,8 +139,12 @@ async def directed(world: World, check: Check) -> Observed:
     dp_id = f"dp-{check.id}"
     xml = f"<presence to='{world.jids['user']}' id='{escape_attr(dp_id)}'/>"
     sent, after = await _stimulus(world, observer, xml, check)
-    events = [e for e in after if e.claimed is None and (e.element.get("id") == dp_id
-              or (_is_presence(e) and world.is_from_user(e.element)))]  # fmt: skip
+    events = [
+        e
+        for e in after
+        if e.claimed is None
+        and (e.element.get("id") == dp_id or (_is_presence(e) and world.is_from_user(e.element)))
+    ]
     observed = _signed(world, events, check, sent)
     await observer.send(f"<presence type='unavailable' to='{world.jids['user']}'/>")
     await world.settle()
@@ -151,10 +176,14 @@ async def message(world: World, check: Check) -> Observed:
     observer = world.observer(check.observer)
     full = check.channel != "message-bare"
     to = world.full_jid(check.resource) if full else world.jids["user"]
-    extra = {"receipts": f"<request xmlns='{RECEIPTS}'/>",
-             "chat-states": f"<active xmlns='{CHATSTATES}'/>"}.get(check.channel, "")  # fmt: skip
+    extra = {
+        "receipts": f"<request xmlns='{RECEIPTS}'/>",
+        "chat-states": f"<active xmlns='{CHATSTATES}'/>",
+    }.get(check.channel, "")
     token = f"casper-compare {check.id}"
-    sent, after = await _stimulus(world, observer, body_message(to, f"m-{check.id}", token, extra), check)
+    sent, after = await _stimulus(
+        world, observer, body_message(to, f"m-{check.id}", token, extra), check
+    )
     observed = _signed(world, _replies(world, after, sent), check, sent)
     observed.token = token
     return observed
@@ -173,7 +202,9 @@ def _last_presence_by_resource(world: World, observer: Actor) -> dict[str, Eleme
 
 async def sees_user(world: World, check: Check) -> Observed:
     observer = world.observer(check.observer)
-    shown = [p for p in _last_presence_by_resource(world, observer).values() if p.get("type") is None]
+    shown = [
+        p for p in _last_presence_by_resource(world, observer).values() if p.get("type") is None
+    ]
     if check.channel == "sees-away":
         ok = any(p.findtext(q("show")) == "away" for p in shown)
         detail = "sees the user away" if ok else "does not see the user away"
@@ -201,7 +232,11 @@ async def sees_contacts(world: World, check: Check) -> Observed:
 async def in_room(world: World, check: Check) -> Observed:
     nick = f"{world.room}/user"
     for session in world.user_actors():
-        own = [e.element for e in session.log if _is_presence(e) and (e.element.get("from") or "").lower() == nick]
+        own = [
+            e.element
+            for e in session.log
+            if _is_presence(e) and (e.element.get("from") or "").lower() == nick
+        ]
         if own and own[-1].get("type") is None and 110 in status_codes(own[-1]):
             return Observed(ok=True, detail=f"{session.name} is in the room")
         if own and own[-1].get("type") == "error":
@@ -212,7 +247,9 @@ async def in_room(world: World, check: Check) -> Observed:
 async def receives_messages(world: World, check: Check) -> Observed:
     observer = world.observer(check.observer)
     token = f"casper-compare {check.id}"
-    sent, after = await _stimulus(world, observer, body_message(world.jids["user"], f"m-{check.id}", token), check)
+    sent, after = await _stimulus(
+        world, observer, body_message(world.jids["user"], f"m-{check.id}", token), check
+    )
     live = any(e.element.findtext(q("body")) == token for s in world.user_actors() for e in s.log)
     observed = _signed(world, _replies(world, after, sent), check, sent, ok=live)
     observed.token = token

@@ -40,9 +40,14 @@ class Column:
     target: Mapping[str, Any] | None = None  # name, host, port, domain, muc
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "strategy": self.strategy, "summary": self.summary,
-                "server": "casper" if self.target is None else "target",
-                "plugins": list(self.plugins), "target": dict(self.target) if self.target else None}  # fmt: skip
+        return {
+            "id": self.id,
+            "strategy": self.strategy,
+            "summary": self.summary,
+            "server": "casper" if self.target is None else "target",
+            "plugins": list(self.plugins),
+            "target": dict(self.target) if self.target else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,12 @@ class Cell:
     control: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "detail": self.detail,
-                "subject": list(self.subject), "control": list(self.control)}  # fmt: skip
+        return {
+            "verdict": self.verdict,
+            "detail": self.detail,
+            "subject": list(self.subject),
+            "control": list(self.control),
+        }
 
 
 def verdict(check: Check, subject: Observed | None, control: Observed | None) -> Cell:
@@ -69,8 +78,11 @@ def verdict(check: Check, subject: Observed | None, control: Observed | None) ->
         reason = control.detail if control is not None else "the offline run did not happen"
         return Cell("error", f"offline run: {reason}")
     same = subject.signature == control.signature
-    detail = subject.detail if subject.detail == control.detail else (
-        f"invisible: {subject.detail or '-'}; offline: {control.detail or '-'}")  # fmt: skip
+    detail = (
+        subject.detail
+        if subject.detail == control.detail
+        else (f"invisible: {subject.detail or '-'}; offline: {control.detail or '-'}")
+    )
     return Cell("hidden" if same else "leaks", detail, subject.signature, control.signature)
 
 
@@ -81,13 +93,24 @@ def flow_json(events: list[Event], norm: Normaliser) -> list[dict[str, Any]]:
     out = []
     for e in shown:
         el = e.element
-        out.append({
-            "seq": e.seq, "t": round(e.t - start, 4), "step": e.step, "actor": e.actor,
-            "direction": e.direction, "kind": el.tag.rpartition("}")[2], "type": el.get("type"),
-            "from": norm.jid(el.get("from")) if el.get("from") else None,
-            "to": norm.jid(el.get("to")) if el.get("to") else None,
-            "summary": summarise(el), "auto": e.auto, "check": e.claimed, "xml": e.xml,
-        })  # fmt: skip
+        sender, to = el.get("from"), el.get("to")
+        out.append(
+            {
+                "seq": e.seq,
+                "t": round(e.t - start, 4),
+                "step": e.step,
+                "actor": e.actor,
+                "direction": e.direction,
+                "kind": el.tag.rpartition("}")[2],
+                "type": el.get("type"),
+                "from": norm.jid(sender) if sender else None,
+                "to": norm.jid(to) if to else None,
+                "summary": summarise(el),
+                "auto": e.auto,
+                "check": e.claimed,
+                "xml": e.xml,
+            }
+        )
     return out
 
 
@@ -100,9 +123,16 @@ def summarise(element: Any) -> str:
     for child in element:
         local = child.tag.rpartition("}")[2]
         ns = child.tag[1:].partition("}")[0]
-        if local in ("body", "status", "priority", "delay", "x", "c", "stanza-id", "origin-id") and ns != (
-            "http://jabber.org/protocol/muc#user"
-        ):
+        if local in (
+            "body",
+            "status",
+            "priority",
+            "delay",
+            "x",
+            "c",
+            "stanza-id",
+            "origin-id",
+        ) and ns != ("http://jabber.org/protocol/muc#user"):
             continue
         if local == "show":
             words.append(child.text or "")
@@ -124,7 +154,9 @@ class Report:
     scenarios: list[Scenario]
     columns: list[Column]
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # check id -> column id -> cell
-    flows: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)  # scenario -> world
+    flows: dict[str, dict[str, list[dict[str, Any]]]] = field(
+        default_factory=dict
+    )  # scenario -> world
     generated: float = field(default_factory=time.time)
     duration: float = 0.0
     casper_version: str = ""
@@ -153,11 +185,18 @@ class Report:
             "columns": [c.to_json() for c in self.columns],
             "scenarios": [scenario_json(s) for s in self.scenarios],
             "rows": [
-                {"id": check.id, "scenario": scenario.id, "step": check.step, "channel": check.channel,
-                 "title": check.title, "observer": check.observer, "kind": check.kind,
-                 "cells": {c.id: self.cell(check.id, c.id).to_json() for c in self.columns}}
+                {
+                    "id": check.id,
+                    "scenario": scenario.id,
+                    "step": check.step,
+                    "channel": check.channel,
+                    "title": check.title,
+                    "observer": check.observer,
+                    "kind": check.kind,
+                    "cells": {c.id: self.cell(check.id, c.id).to_json() for c in self.columns},
+                }
                 for scenario, check in self.rows()
-            ],  # fmt: skip
+            ],
             "summary": self.summary(),
             "flows": self.flows,
         }
@@ -167,13 +206,27 @@ def scenario_json(scenario: Scenario) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     for index, step in enumerate(scenario.steps):
         if isinstance(step, Action):
-            entry: dict[str, Any] = {"index": index, "do": step.action, "resource": step.resource,
-                                     "label": step.label}  # fmt: skip
+            entry: dict[str, Any] = {
+                "index": index,
+                "do": step.action,
+                "resource": step.resource,
+                "label": step.label,
+            }
             if step.contact or step.group:
                 entry["contact" if step.contact else "group"] = step.contact or step.group
         else:
-            entry = {"index": index, "observe": step.label, "label": f"observe: {step.label}",
-                     "checks": [c.id for c in step.checks]}  # fmt: skip
+            entry = {
+                "index": index,
+                "observe": step.label,
+                "label": f"observe: {step.label}",
+                "checks": [c.id for c in step.checks],
+            }
         steps.append(entry)
-    return {"id": scenario.id, "title": scenario.title, "summary": scenario.summary,
-            "resources": list(scenario.resources), "room": scenario.room, "steps": steps}  # fmt: skip
+    return {
+        "id": scenario.id,
+        "title": scenario.title,
+        "summary": scenario.summary,
+        "resources": list(scenario.resources),
+        "room": scenario.room,
+        "steps": steps,
+    }

@@ -58,8 +58,13 @@ class Target:
         return Endpoint(self.host, self.port, self.domain, self.ssl_context, self.muc)
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "host": self.host, "port": self.port, "domain": self.domain,
-                "muc": self.muc}  # fmt: skip
+        return {
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "domain": self.domain,
+            "muc": self.muc,
+        }
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,9 @@ def casper_plan(spec: str) -> Plan:
 
 def target_plan(target: Target, spec: str) -> Plan:
     strategy, _ = resolve(spec)
-    column = Column(f"{target.name}/{strategy.name}", strategy.name, strategy.summary,
-                    target=target.describe())  # fmt: skip
+    column = Column(
+        f"{target.name}/{strategy.name}", strategy.name, strategy.summary, target=target.describe()
+    )
     return Plan(column, strategy, target)
 
 
@@ -105,28 +111,66 @@ async def check_target(target: Target, timeout: float = 10.0) -> None:
         jid = f"{username}@{target.domain}"
         try:
             with trio.fail_after(timeout):
-                client = await login(target.host, target.port, target.domain, username, password,
-                                     ssl_context=target.ssl_context, resource="casper-compare-check")  # fmt: skip
+                client = await login(
+                    target.host,
+                    target.port,
+                    target.domain,
+                    username,
+                    password,
+                    ssl_context=target.ssl_context,
+                    resource="casper-compare-check",
+                )
         except trio.TooSlowError:
             raise TargetError(f"{where}: no answer within {timeout:g} s") from None
+        except trio.BrokenResourceError as exc:  # the TLS handshake failed
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                raise TargetError(
+                    f"{where}: TLS certificate not trusted ({cause.verify_message}); "
+                    "use --insecure for a self-signed test server, or --cafile"
+                ) from None
+            raise TargetError(f"{where}: the TLS handshake failed ({cause or exc})") from None
         except ssl.SSLCertVerificationError as exc:
-            raise TargetError(f"{where}: TLS certificate not trusted ({exc.verify_message}); "
-                              "use --insecure for a self-signed test server") from None  # fmt: skip
+            raise TargetError(
+                f"{where}: TLS certificate not trusted ({exc.verify_message}); "
+                "use --insecure for a self-signed test server"
+            ) from None
         except XMPPFailure as exc:
             if exc.step == "auth":
-                raise TargetError(f"{where}: account {role} ({jid}) cannot log in: {exc.condition}") from None
+                raise TargetError(
+                    f"{where}: account {role} ({jid}) cannot log in: {exc.condition}"
+                ) from None
             raise TargetError(f"{where}: {exc}") from None
         except OSError as exc:
-            raise TargetError(f"{where} is unreachable: {exc.strerror or exc}") from None
+            raise TargetError(f"{where} is unreachable: {_os_reason(exc)}") from None
         await client.aclose()
+
+
+def _os_reason(exc: OSError) -> str:
+    """The most specific reason: trio wraps each failed attempt's error in ``__cause__``."""
+    cause = exc.__cause__
+    while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        cause = cause.exceptions[0]
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"{exc.strerror or exc} ({cause.strerror})"
+    return str(exc.strerror or exc)
 
 
 class Runner:
     """Runs worlds and collects their results into ``report``."""
 
-    def __init__(self, scenarios: Sequence[Scenario], plans: Sequence[Plan], *, tls: LocalTLS | None,
-                 parallel: int = 8, timeout: float = 10.0, grace: float = 0.0,
-                 target_grace: float = 0.3, progress: Progress | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        scenarios: Sequence[Scenario],
+        plans: Sequence[Plan],
+        *,
+        tls: LocalTLS | None,
+        parallel: int = 8,
+        timeout: float = 10.0,
+        grace: float = 0.0,
+        target_grace: float = 0.3,
+        progress: Progress | None = None,
+    ) -> None:
         self.scenarios = list(scenarios)
         self.plans = list(plans)
         self.tls = tls
@@ -137,7 +181,8 @@ class Runner:
         local = [p for p in self.plans if p.target is None]
         targets = {p.target.name for p in self.plans if p.target is not None}
         self.total = 2 * len(local) * len(self.scenarios) + sum(
-            len(self.scenarios) * (1 + sum(p.target is not None and p.target.name == t for p in self.plans))
+            len(self.scenarios)
+            * (1 + sum(p.target is not None and p.target.name == t for p in self.plans))
             for t in targets
         )
         self.done = 0
@@ -173,10 +218,12 @@ class Runner:
             async def one(mode: str) -> None:
                 strategy = plan.strategy if mode == "subject" else None
                 try:
-                    async with open_local_server(plan.column.plugins, dict.fromkeys(ROLES, LOCAL_PASSWORD),
-                                                 tls) as endpoint:  # fmt: skip
-                        worlds[mode] = await self._world(scenario, strategy, endpoint, LOCAL_ACCOUNTS,
-                                                         self.grace)  # fmt: skip
+                    async with open_local_server(
+                        plan.column.plugins, dict.fromkeys(ROLES, LOCAL_PASSWORD), tls
+                    ) as endpoint:
+                        worlds[mode] = await self._world(
+                            scenario, strategy, endpoint, LOCAL_ACCOUNTS, self.grace
+                        )
                 except Exception as exc:  # noqa: BLE001 - e.g. a plugin that fails to load
                     worlds[mode] = f"the server did not start: {type(exc).__name__}: {exc}"
                 self._tick(f"{plan.column.id} · {scenario.id} ({mode})")
@@ -184,14 +231,36 @@ class Runner:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(one, "subject")
                 nursery.start_soon(one, "control")
-        self._collect(scenario, plan.column.id, worlds["subject"], worlds["control"],
-                      "offline" if plan.column.id == self._reference else None)  # fmt: skip
+        self._collect(
+            scenario,
+            plan.column.id,
+            worlds["subject"],
+            worlds["control"],
+            "offline" if plan.column.id == self._reference else None,
+        )
 
-    async def _world(self, scenario: Scenario, strategy: Combined | None, endpoint: Endpoint,
-                     accounts: Mapping[str, tuple[str, str]], grace: float, room: str = "lobby") -> World:  # fmt: skip
+    async def _world(
+        self,
+        scenario: Scenario,
+        strategy: Combined | None,
+        endpoint: Endpoint,
+        accounts: Mapping[str, tuple[str, str]],
+        grace: float,
+        room: str = "lobby",
+        prime: bool = False,
+    ) -> World:
         async with trio.open_nursery() as nursery:
-            world = World(scenario, strategy=strategy, endpoint=endpoint, accounts=accounts,
-                          nursery=nursery, timeout=self.timeout, grace=grace, room_name=room)  # fmt: skip
+            world = World(
+                scenario,
+                strategy=strategy,
+                endpoint=endpoint,
+                accounts=accounts,
+                nursery=nursery,
+                timeout=self.timeout,
+                grace=grace,
+                room_name=room,
+                prime=prime,
+            )
             await world.run()
             nursery.cancel_scope.cancel()
         return world
@@ -204,16 +273,40 @@ class Runner:
             self._tick(f"{target.name} · {scenario.id} (offline)")
             for plan in plans:
                 subject = await self._target_world(target, scenario, plan.strategy)
-                self._collect(scenario, plan.column.id, subject, control,
-                              f"offline:{target.name}" if plan is plans[0] else None)  # fmt: skip
+                self._collect(
+                    scenario,
+                    plan.column.id,
+                    subject,
+                    control,
+                    f"offline:{target.name}" if plan is plans[0] else None,
+                )
                 self._tick(f"{plan.column.id} · {scenario.id}")
 
-    async def _target_world(self, target: Target, scenario: Scenario, strategy: Combined | None) -> World:
+    async def _target_world(
+        self, target: Target, scenario: Scenario, strategy: Combined | None
+    ) -> World | str:
         room = f"casper-compare-{secrets.token_hex(4)}"
-        return await self._world(scenario, strategy, target.endpoint, target.accounts, self.target_grace, room)
+        try:
+            return await self._world(
+                scenario,
+                strategy,
+                target.endpoint,
+                target.accounts,
+                self.target_grace,
+                room,
+                prime=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - reported in the cells; the other worlds go on
+            return f"{type(exc).__name__}: {exc}"
 
-    def _collect(self, scenario: Scenario, column_id: str, subject: World | str, control: World | str,
-                 control_key: str | None) -> None:  # fmt: skip
+    def _collect(
+        self,
+        scenario: Scenario,
+        column_id: str,
+        subject: World | str,
+        control: World | str,
+        control_key: str | None,
+    ) -> None:
         for check in scenario.checks:
             if isinstance(subject, str):
                 cell = Cell("error", subject)

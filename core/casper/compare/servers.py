@@ -52,25 +52,39 @@ def local_tls(domain: str = DOMAIN) -> Iterator[LocalTLS]:
 
 
 @asynccontextmanager
-async def open_local_server(plugins: Sequence[str], accounts: Mapping[str, str], tls: LocalTLS,
-                            domain: str = DOMAIN) -> AsyncIterator[Endpoint]:  # fmt: skip
+async def open_local_server(
+    plugins: Sequence[str], accounts: Mapping[str, str], tls: LocalTLS, domain: str = DOMAIN
+) -> AsyncIterator[Endpoint]:
     """Run a Casper server with the baseline plugins plus ``plugins`` on 127.0.0.1.
 
     :param accounts: username -> password.
     :raises casper.config.ConfigError: for an unknown or broken plugin.
     """
-    config = Config(domain=domain, port=0, tls_port=None, data_dir=Path("unused"),
-                    plugins=tuple(plugins), log_level="error")  # fmt: skip
+    config = Config(
+        domain=domain,
+        port=0,
+        tls_port=None,
+        data_dir=Path("unused"),
+        plugins=tuple(plugins),
+        log_level="error",
+    )
     storage = SQLiteStorage(":memory:")
     tcp = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = tcp[0].socket.getsockname()[1]
     try:
         async with trio.open_nursery() as nursery:
-            start = partial(serve, config, listeners=[C2SListener(lst) for lst in tcp],
-                            storage=storage, ssl_context=tls.server)  # fmt: skip
+            start = partial(
+                serve,
+                config,
+                listeners=[C2SListener(lst) for lst in tcp],
+                storage=storage,
+                ssl_context=tls.server,
+            )
             server = await nursery.start(start)
             for user, password in accounts.items():
-                await server.db(storage.create_account, f"{user}@{server.domain}", tls.credentials(password))
+                await server.db(
+                    storage.create_account, f"{user}@{server.domain}", tls.credentials(password)
+                )
             muc = next((d for d in server.components if d.startswith("conference.")), None)
             yield Endpoint("127.0.0.1", port, server.domain, tls.client, muc)
             nursery.cancel_scope.cancel()

@@ -112,8 +112,11 @@ class Xep0018(ClientStrategy):
 
     async def show_to(self, me: Actor, jids: Sequence[str], group: str | None) -> None:
         for jid in jids:
-            await _presence(me, f"<presence type='visible' to='{escape_attr(jid)}'/>",
-                            "<presence type='visible'/> to a contact")  # fmt: skip
+            await _presence(
+                me,
+                f"<presence type='visible' to='{escape_attr(jid)}'/>",
+                "<presence type='visible'/> to a contact",
+            )
 
     async def go_invisible(self, me: Actor) -> None:
         await _presence(me, "<presence type='invisible'/>", "<presence type='invisible'/>")
@@ -130,7 +133,8 @@ class InvisibleCommand(ClientStrategy):
         return me.state.setdefault("shown", [])  # type: ignore[return-value]
 
     async def login_invisible(self, me: Actor) -> None:
-        await _iq_set(me, f"<invisible xmlns='{INVISIBLE_NS}'/>", "<invisible/>")
+        # probe='true': the user wants to see its contacts while invisible (the default is false)
+        await _iq_set(me, f"<invisible xmlns='{INVISIBLE_NS}' probe='true'/>", "<invisible/>")
         await _presence(me, "<presence/>", "initial presence")
 
     async def show_to(self, me: Actor, jids: Sequence[str], group: str | None) -> None:
@@ -166,8 +170,11 @@ class PrivacyLists(ClientStrategy):
 
     async def _activate(self, me: Actor, name: str, items: str) -> None:
         await _iq_set(me, _privacy_list(name, items), f"privacy list {name!r}")
-        await _iq_set(me, f"<query xmlns='{PRIVACY_NS}'><active name='{escape_attr(name)}'/></query>",
-                      f"activating privacy list {name!r}")  # fmt: skip
+        await _iq_set(
+            me,
+            f"<query xmlns='{PRIVACY_NS}'><active name='{escape_attr(name)}'/></query>",
+            f"activating privacy list {name!r}",
+        )
 
     async def login_invisible(self, me: Actor) -> None:  # §3.1
         await self._activate(me, "invisible", _DENY_ALL.format(order=1))
@@ -175,12 +182,17 @@ class PrivacyLists(ClientStrategy):
 
     async def show_to(self, me: Actor, jids: Sequence[str], group: str | None) -> None:  # §3.2
         if group is not None:
-            allow = (f"<item type='group' value='{escape_attr(group)}' action='allow' order='1'>"
-                     "<presence-out/></item>")  # fmt: skip
+            allow = (
+                f"<item type='group' value='{escape_attr(group)}' action='allow' order='1'>"
+                "<presence-out/></item>"
+            )
             name, order = f"visible-to-{group}", 2
         else:
-            allow = "".join(f"<item type='jid' value='{escape_attr(jid)}' action='allow' order='{i}'>"
-                            "<presence-out/></item>" for i, jid in enumerate(jids, 1))  # fmt: skip
+            allow = "".join(
+                f"<item type='jid' value='{escape_attr(jid)}' action='allow' order='{i}'>"
+                "<presence-out/></item>"
+                for i, jid in enumerate(jids, 1)
+            )
             name, order = "visible-to-" + ",".join(jids), len(jids) + 1
         await self._activate(me, name, allow + _DENY_ALL.format(order=order))
         await _presence(me, "<presence/>", "available presence")
@@ -191,7 +203,9 @@ class PrivacyLists(ClientStrategy):
         await _presence(me, "<presence/>", "available presence")
 
     async def go_visible(self, me: Actor) -> None:  # §3.3, listing 10
-        await _iq_set(me, f"<query xmlns='{PRIVACY_NS}'><active/></query>", "declining the active list")
+        await _iq_set(
+            me, f"<query xmlns='{PRIVACY_NS}'><active/></query>", "declining the active list"
+        )
         await _presence(me, "<presence/>", "available presence")
 
 
@@ -245,7 +259,8 @@ def resolve(spec: str) -> tuple[Combined, tuple[str, ...]]:
     names = [n.strip() for n in spec.split("+") if n.strip()]
     if not names:
         raise KeyError(spec)
-    parts, plugins = [], []
+    parts: list[ClientStrategy] = []
+    plugins: list[str] = []
     for name in names:
         adapter, needs = ADAPTERS[name]
         parts.append(adapter)

@@ -7,9 +7,9 @@ and ``show-to`` do nothing; ``away``, ``join-room``, ``drop`` and ``logout`` act
 connected resource. Observers send exactly the same stimuli in both worlds, so each
 observation can be compared stanza for stanza.
 
-Setup, over the wire so it works on any server: the user puts *friend* (group Friends) and
-*colleague* (group Work) in its roster and both sides subscribe to each other; the
-observers log in with presence; the stranger creates the room if the scenario has one.
+Setup is :mod:`casper.compare.provision` (rosters, subscriptions, the room). On a target, whose accounts every world shares, the setup session also goes online for a
+moment (``prime``): each world then starts from the same history (a public logoff just
+before) with nothing left in offline storage, whichever world ran before it.
 
 Barriers: :meth:`World.settle` runs three rounds of concurrent round trips (every actor to
 its server, the room occupant to the MUC service). A server handles each session's
@@ -19,6 +19,7 @@ enough for a stimulus, the client's automatic answer, and the answer's delivery.
 
 from __future__ import annotations
 
+import logging
 import math
 import ssl
 from collections.abc import Mapping
@@ -30,14 +31,12 @@ import trio
 from casper.xml import escape_attr
 
 from .actor import Actor, Event, bare, error_condition, q
-from .catalogue import GROUPS, ROOM_OCCUPANT, Action, Check, Observe, Scenario
+from .catalogue import GROUPS, ROOM_OCCUPANT, Action, Observe, Scenario
 from .normalise import Normaliser
+from .provision import MUC_NS, ROSTER_NS, create_room, provision
 from .strategies import Combined, NotSupported
 
-MUC_NS = "http://jabber.org/protocol/muc"
-MUC_USER = f"{MUC_NS}#user"
-ROSTER_NS = "jabber:iq:roster"
-ROSTER_GROUPS = {role: group for group, roles in GROUPS.items() for role in roles}
+log = logging.getLogger("casper.compare")
 LAST_ACTIVITY_QUIET = 1.2  # seconds since the last change, so '0 seconds' means 'online now'
 DROP_WAIT = 0.3  # for the server to notice a lost connection
 
@@ -65,27 +64,40 @@ class Observed:
     token: str | None = None  # message checks: the body text, to follow its fate
 
 
-class WorldHalted(Exception):
-    pass
-
-
 class World:
     """Runs :attr:`scenario` once; results end up in :attr:`results`."""
 
-    def __init__(self, scenario: Scenario, *, strategy: Combined | None, endpoint: Endpoint,
-                 accounts: Mapping[str, tuple[str, str]], nursery: trio.Nursery,
-                 timeout: float = 10.0, grace: float = 0.0, room_name: str = "lobby") -> None:  # fmt: skip
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        strategy: Combined | None,
+        endpoint: Endpoint,
+        accounts: Mapping[str, tuple[str, str]],
+        nursery: trio.Nursery,
+        timeout: float = 10.0,
+        grace: float = 0.0,
+        room_name: str = "lobby",
+        prime: bool = False,
+    ) -> None:
         self.scenario = scenario
         self.strategy = strategy
         self.mode = "control" if strategy is None else "subject"
         self.endpoint = endpoint
         self.accounts = dict(accounts)
-        self.jids = {role: f"{user}@{endpoint.domain}".lower() for role, (user, _) in accounts.items()}
+        self.jids = {
+            role: f"{user}@{endpoint.domain}".lower() for role, (user, _) in accounts.items()
+        }
         self.nursery = nursery
         self.timeout = timeout
         self.grace = grace
-        self.room: str | None = f"{room_name}@{endpoint.muc}" if scenario.room and endpoint.muc else None
-        self.room_problem = None if self.room else "no MUC service (give --muc DOMAIN for a target)"
+        self.prime = prime
+        self.room: str | None = (
+            f"{room_name}@{endpoint.muc}" if scenario.room and endpoint.muc else None
+        )
+        self.room_problem = (
+            None if self.room else "no MUC service to make a room in (a target needs --muc)"
+        )
         self.norm = Normaliser({j: r for r, j in self.jids.items()}, endpoint.domain, self.room)
         self.events: list[Event] = []
         self.step = -1
@@ -102,10 +114,25 @@ class World:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def record(self, actor: Actor, direction: str, element: Element, *, auto: bool = False,
-               sync: bool = False) -> Event:  # fmt: skip
-        event = Event(len(self.events), trio.current_time(), actor.name, direction, element,
-                      self.step, auto=auto, sync=sync)  # fmt: skip
+    def record(
+        self,
+        actor: Actor,
+        direction: str,
+        element: Element,
+        *,
+        auto: bool = False,
+        sync: bool = False,
+    ) -> Event:
+        event = Event(
+            len(self.events),
+            trio.current_time(),
+            actor.name,
+            direction,
+            element,
+            self.step,
+            auto=auto,
+            sync=sync,
+        )
         self.events.append(event)
         actor.log.append(event)
         return event
@@ -162,8 +189,6 @@ class World:
                     await self._observe(step)
         except NotSupported as exc:
             self.halted = ("not-supported", str(exc))
-        except WorldHalted:
-            pass
         except Exception as exc:  # noqa: BLE001 - reported in the matrix, never fatal to the run
             self.halted = ("error", f"{type(exc).__name__}: {exc}".strip())
         for check in self.scenario.checks:
@@ -173,63 +198,19 @@ class World:
             await self._finish()
 
     async def _setup(self) -> None:
-        user = await self.connect("user", "setup")
-        observers = [await self.connect(role, "obs") for role in ("friend", "colleague", "stranger")]
-        roster = await user.request(f"<iq type='get' id='{user.new_id('r')}'><query xmlns='{ROSTER_NS}'/></iq>")
-        if any(i.get("jid", "").lower() == self.jids["stranger"] for i in roster.iter(q("item", ROSTER_NS))):
-            await user.request(f"<iq type='set' id='{user.new_id('r')}'><query xmlns='{ROSTER_NS}'>"
-                               f"<item jid='{self.jids['stranger']}' subscription='remove'/></query></iq>")  # fmt: skip
-        for contact in observers[:2]:
-            group = ROSTER_GROUPS[contact.role]
-            reply = await user.request(
-                f"<iq type='set' id='{user.new_id('r')}'><query xmlns='{ROSTER_NS}'>"
-                f"<item jid='{self.jids[contact.role]}'><group>{group}</group></item></query></iq>"
-            )
-            if reply.get("type") != "result":
-                raise RuntimeError(f"roster set refused: {error_condition(reply)}")
-            for asker, approver in ((user, contact), (contact, user)):
-                await asker.send(f"<presence type='subscribe' to='{self.jids[approver.role]}'/>")
-                await asker.sync()
-                await approver.send(f"<presence type='subscribed' to='{self.jids[asker.role]}'/>")
-                await approver.sync()
-        roster = await user.request(f"<iq type='get' id='{user.new_id('r')}'><query xmlns='{ROSTER_NS}'/></iq>")
-        subs = {i.get("jid", "").lower(): i.get("subscription") for i in roster.iter(q("item", ROSTER_NS))}
-        for role in ("friend", "colleague"):
-            if subs.get(self.jids[role]) != "both":
-                raise RuntimeError(f"could not set up a mutual subscription with {role}: "
-                                   f"subscription is {subs.get(self.jids[role])!r}")  # fmt: skip
-        await user.logout()
-        del self.actors[user.name]
-        for observer in observers:
-            await observer.send("<presence/>")
+        observers = await provision(self)
         if self.room is not None:
-            await self._create_room(self.actors[ROOM_OCCUPANT])
+            await create_room(self, self.actors[ROOM_OCCUPANT])
         await self.settle()
         for actor in observers:
-            self.cursors[(actor.name, "presence")] = self.cursors[(actor.name, "room")] = len(actor.log)
-
-    async def _create_room(self, owner: Actor) -> None:
-        assert self.room is not None
-        start = len(owner.log)
-        await owner.send(f"<presence to='{self.room}/{owner.role}'><x xmlns='{MUC_NS}'/></presence>")
-        answer = await owner.wait_for(lambda e: e.direction == "in" and e.element.tag == q("presence")
-                                      and bare(e.element.get("from")) == self.room
-                                      and (e.element.get("type") == "error" or 110 in status_codes(e.element)),
-                                      since=start, timeout=self.timeout)  # fmt: skip
-        if answer.element.get("type") == "error":
-            self.room_problem = f"cannot create a room: {error_condition(answer.element)}"
-            return
-        if 201 in status_codes(answer.element):
-            reply = await owner.request(
-                f"<iq type='set' id='{owner.new_id('cfg')}' to='{self.room}'><query xmlns='{MUC_NS}#owner'>"
-                "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
-            )
-            if reply.get("type") != "result":
-                self.room_problem = f"cannot configure the room: {error_condition(reply)}"
+            self.cursors[(actor.name, "presence")] = len(actor.log)
+            self.cursors[(actor.name, "room")] = len(actor.log)
 
     async def _connect_user(self, resource: str, *, visible: bool) -> Actor:
         actor = await self.connect("user", resource)
-        await actor.request(f"<iq type='get' id='{actor.new_id('r')}'><query xmlns='{ROSTER_NS}'/></iq>")
+        await actor.request(
+            f"<iq type='get' id='{actor.new_id('r')}'><query xmlns='{ROSTER_NS}'/></iq>"
+        )
         if visible:
             await actor.send("<presence/>")
         return actor
@@ -274,7 +255,7 @@ class World:
     async def _plain(self, name: str, me: Actor) -> None:
         if name == "join-room":
             if self.room is None or self.room_problem:
-                raise NotSupported(self.room_problem or "no room")
+                return  # no room: the room checks say "not supported", the rest goes on
             await me.send(f"<presence to='{self.room}/user'><x xmlns='{MUC_NS}'/></presence>")
         elif name == "drop":
             await me.drop()
@@ -298,6 +279,7 @@ class World:
     async def _finish(self) -> None:
         """Log out, collect what was stored offline, and give each message its fate."""
         self.step = len(self.scenario.steps)
+        collected = False
         with trio.move_on_after(self.timeout * 3):
             try:
                 for actor in self.user_actors():
@@ -305,15 +287,16 @@ class World:
                 check = await self._connect_user("check", visible=True)
                 await self.settle()
                 await check.logout()
-            except Exception:  # noqa: BLE001 - the results are in; cleanup is best effort
-                pass
+                collected = True
+            except Exception as exc:  # noqa: BLE001 - the results are in; only the fates suffer
+                log.warning("%s: collecting offline messages failed: %s", self.scenario.id, exc)
         for actor in list(self.actors.values()):
             if not actor.closed:
                 with trio.move_on_after(self.timeout):
                     await actor.logout()
-        for check_id, observed in self.results.items():
+        for observed in self.results.values():
             if observed.token is not None:
-                fate = self.fate(observed)
+                fate = self.fate(observed) if collected else "fate unknown"
                 observed.detail = f"{fate}; {observed.detail}" if observed.detail else fate
 
     def fate(self, observed: Observed) -> str:
@@ -321,11 +304,20 @@ class World:
         live = stored = False
         for event in self.events:
             element = event.element
-            if event.direction == "in" and element.tag == q("message") and event.actor.startswith("user/"):
-                if element.findtext(q("body")) == observed.token:
-                    stored, live = (True, live) if event.actor == "user/check" else (stored, True)
-        bounced = [error_condition(e.element) for e in self.events if e.seq in set(observed.seqs)
-                   and e.element.tag == q("message") and e.element.get("type") == "error"]  # fmt: skip
+            if (
+                event.direction == "in"
+                and element.tag == q("message")
+                and event.actor.startswith("user/")
+                and element.findtext(q("body")) == observed.token
+            ):
+                stored, live = (True, live) if event.actor == "user/check" else (stored, True)
+        bounced = [
+            error_condition(e.element)
+            for e in self.events
+            if e.seq in set(observed.seqs)
+            and e.element.tag == q("message")
+            and e.element.get("type") == "error"
+        ]
         if live:
             return "delivered live"
         if stored:
@@ -333,10 +325,8 @@ class World:
         return f"bounced: {bounced[0]}" if bounced else "dropped silently"
 
 
-def status_codes(element: Element) -> set[int]:
-    return {int(s.get("code", "0")) for s in element.iterfind(f"{{{MUC_USER}}}x/{{{MUC_USER}}}status")}
-
-
 def body_message(to: str, msg_id: str, body: str, extra: str = "") -> str:
-    return (f"<message type='chat' to='{escape_attr(to)}' id='{escape_attr(msg_id)}'>"
-            f"<body>{body}</body>{extra}</message>")  # fmt: skip
+    return (
+        f"<message type='chat' to='{escape_attr(to)}' id='{escape_attr(msg_id)}'>"
+        f"<body>{body}</body>{extra}</message>"
+    )

@@ -2,21 +2,43 @@
 
 ``open_test_server`` runs a real server over memory streams (with a throwaway CA from
 ``trustme``); ``TestServer.client`` logs a scripted :class:`TestClient` in through the
-full negotiation (STARTTLS, SCRAM, bind). Requires the ``test`` extra.
+full negotiation (STARTTLS, SCRAM, bind). ``casper.testing.conformance`` is the
+invisibility conformance suite a strategy plugin runs against itself. Requires the
+``test`` extra.
+
+Names are imported on first use, so loading the ``pytest11`` entry point
+(``casper.testing.pytest_plugin``) costs nothing for projects that don't use the kit.
 """
 
-from casper.testing.client import TestClient as TestClient
-from casper.testing.client import parse_xml as parse_xml
-from casper.testing.conformance import BUILTIN_DRIVERS as BUILTIN_DRIVERS
-from casper.testing.conformance import SCENARIOS as SCENARIOS
-from casper.testing.conformance import ConformanceReport as ConformanceReport
-from casper.testing.conformance import DirectedPresenceDriver as DirectedPresenceDriver
-from casper.testing.conformance import InvisibilityDriver as InvisibilityDriver
-from casper.testing.conformance import InvisibleCommandDriver as InvisibleCommandDriver
-from casper.testing.conformance import PrivacyListsDriver as PrivacyListsDriver
-from casper.testing.conformance import ScenarioOutcome as ScenarioOutcome
-from casper.testing.conformance import Xep0018Driver as Xep0018Driver
-from casper.testing.conformance import run_conformance as run_conformance
-from casper.testing.harness import TestServer as TestServer
-from casper.testing.harness import open_test_server as open_test_server
-from casper.testing.memory import MemoryListener as MemoryListener
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TestClient": "casper.testing.client",
+    "parse_xml": "casper.testing.client",
+    "BUILTIN_DRIVERS": "casper.testing.conformance",
+    "SCENARIOS": "casper.testing.conformance",
+    "ConformanceReport": "casper.testing.conformance",
+    "DirectedPresenceDriver": "casper.testing.conformance",
+    "InvisibilityDriver": "casper.testing.conformance",
+    "InvisibleCommandDriver": "casper.testing.conformance",
+    "PrivacyListsDriver": "casper.testing.conformance",
+    "ScenarioOutcome": "casper.testing.conformance",
+    "Xep0018Driver": "casper.testing.conformance",
+    "run_conformance": "casper.testing.conformance",
+    "TestServer": "casper.testing.harness",
+    "open_test_server": "casper.testing.harness",
+    "MemoryListener": "casper.testing.memory",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'casper.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -179,10 +179,10 @@ class ClientFactory:
         """
         import trio
 
-        from casper.testing.client import TestClient
-
         async def hold(*, task_status: trio.TaskStatus[TestClient]) -> None:
-            login = self.server.client(user, resource=resource, presence=presence, password=password)
+            login = self.server.client(
+                user, resource=resource, presence=presence, password=password
+            )
             async with login as client:
                 task_status.started(client)
                 await trio.sleep_forever()

@@ -244,13 +244,18 @@ class PrivacyLists:
 
     # ------------------------------------------------------------------ hooks: visibility
 
-    @hookimpl
-    def casper_hidden_from(self, session: Session, observer: JID) -> bool | None:
+    def presence_denial(self, session: Session, observer: JID) -> PrivacyItem | None:
+        """The item of ``session``'s list in force denying its presence to ``observer``,
+        or ``None``. The blocking command asks it too."""
         if self._exempt(observer, session.account):
             return None
+        return self._decide(session, session.account, observer, PRESENCE_OUT)
+
+    @hookimpl
+    def casper_hidden_from(self, session: Session, observer: JID) -> bool | None:
         # not asked about entities the session sent directed presence to: the core never
         # hides from them (an explicit jid deny withdraws that presence: see applied())
-        return self._decide(session, session.account, observer, PRESENCE_OUT) is not None
+        return self.presence_denial(session, observer) is not None
 
     # ------------------------------------------------------------------ hooks: the rest
 

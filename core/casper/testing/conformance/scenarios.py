@@ -14,7 +14,7 @@ in the assertion message.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -116,9 +116,9 @@ class _Stage:
             await self._logins.pop(name).aclose()
 
 
-def _expect(heard: dict[str, list[Heard]], after: str, **expected: list[Heard]) -> None:
+def _expect(heard: dict[str, list[Heard]], after: str, **expected: Sequence[Heard]) -> None:
     """``heard`` must be ``expected`` for the names given and nothing for the others."""
-    wanted = {name: expected.get(name, []) for name in heard}
+    wanted = {name: list(expected.get(name, [])) for name in heard}
     assert heard == wanted, f"after {after}: heard {heard}, expected {wanted}"
 
 
