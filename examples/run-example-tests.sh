@@ -5,12 +5,15 @@
 #
 # Each example is a separately installable distribution (its own pyproject.toml, entry
 # point in the `casper` group, tests that use Casper's pytest fixtures). The install is
-# editable and offline-safe: --no-deps (Casper and h11 are already here) and
+# editable: --no-deps (Casper and h11 are already here) and
 # --no-build-isolation (hatchling from this environment, nothing downloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EXAMPLES=(casper-presence-badge casper-strategy-template casper-audit-log)
+# --no-build-isolation builds with this environment's hatchling; a fresh venv may lack it
+python -c "import hatchling" 2>/dev/null || python -m pip install --quiet hatchling
+
 status=0
 for example in "${EXAMPLES[@]}"; do
     echo "== examples/$example"

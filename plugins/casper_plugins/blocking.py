@@ -39,15 +39,15 @@ list if it set one, else the default list: XEP-0191 §5 item 5):
 - from a blocked JID, as for an offline account: presence (also subscriptions and probes)
   dropped without an answer, except that the core answers a local client's probe itself
   with exactly the offline answer (unavailable from the bare JID); IQ get/set
-  ``service-unavailable``, other IQs dropped;
-  messages bounced ``service-unavailable`` (or dropped, ``blocked_message_reply``), never
-  stored offline; groupchat messages dropped silently;
+  ``service-unavailable``, other IQs dropped; messages bounced ``service-unavailable``
+  (or dropped, ``blocked_message_reply``), never stored offline; groupchat messages
+  dropped silently;
 - to a blocked JID: ``not-acceptable`` with ``<blocked xmlns='urn:xmpp:blocking:errors'/>``;
 - presence: a block is applied at once: the blocked entity gets unavailable from every
   resource it saw (directed presence it was sent included), and the user gets unavailable
   for the blocked entity's resources; an unblock sends the current presence both ways,
   where the subscription allows it. The core's visibility decision does this, asked
-  through the strategy's ``casper_hidden_from``.
+  through ``casper_presence_blocked`` (here) and the strategy's ``casper_hidden_from``.
 - the account's own resources and the server's domain are never blocked.
 
 The administrator's invisibility policy: blocking is communication blocking, not
@@ -152,9 +152,7 @@ def parse_jids(element: Element) -> list[str]:
         try:
             jids.append(str(JID.parse(child.get("jid") or "")))
         except InvalidJID as exc:
-            raise StanzaError(
-                "jid-malformed", f"cannot block {child.get('jid')!r}: {exc}"
-            ) from None
+            raise StanzaError("jid-malformed", f"invalid JID {child.get('jid')!r}: {exc}") from None
     return list(dict.fromkeys(jids))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .catalogue import Action, Scenario
+from .catalogue import CHANNELS, Action, Scenario
 from .report import VERDICTS, Report
 from .text import headline
 
@@ -201,6 +201,23 @@ def _totals(report: Report) -> str:
     return f'<table class="matrix"><thead><tr><th>verdict</th>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
+def _by_channel(report: Report) -> str:
+    head = "".join(f"<th>{e(c.id)}</th>" for c in report.columns)
+    rows = []
+    for channel, cells in report.by_channel().items():
+        tds = []
+        for column in report.columns:
+            word = cells[column.id]
+            verdict = {"LEAKS": "leaks", "FAILS": "fails", "n/s": "not-supported"}.get(
+                word.split()[0], word.split()[0]
+            )
+            tds.append(f'<td class="v v-{e(verdict)}">{e(word)}</td>')
+        rows.append(
+            f'<tr><td class="check">{e(CHANNELS[channel].title)} <code>{e(channel)}</code></td>{"".join(tds)}</tr>'
+        )
+    return f'<table class="matrix"><thead><tr><th>channel</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
 def _why(report: Report, scenario: Scenario) -> str:
     rows = []
     for check in scenario.checks:
@@ -298,6 +315,7 @@ def html_report(report: Report) -> str:
         "normalising ids, timestamps and names; <b>LEAKS</b> means it got something else. Usability "
         "checks either work or fail. Hover a cell for the evidence, click it for the stanza flow.</p>"
         f"<p class='legend'>{legend}</p><ul>{columns}</ul><nav>{nav}</nav>"
+        f"<h2>By channel, over all scenarios</h2>{_by_channel(report)}"
         f"<h2 id='matrix'>Matrix</h2>{_matrix(report)}<h2>Totals</h2>{_totals(report)}"
         + "".join(_scenario(report, s) for s in report.scenarios)
         + "</body></html>\n"

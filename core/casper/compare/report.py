@@ -174,6 +174,28 @@ class Report:
                 counts[column.id][self.cell(check.id, column.id).verdict] += 1
         return counts
 
+    def by_channel(self) -> dict[str, dict[str, str]]:
+        """Channel -> column -> one word over every scenario: ``hidden`` / ``works`` when
+        all its checks are, else ``LEAKS 2/9`` / ``FAILS 1/3`` (and ``n/s``, ``error``)."""
+        table: dict[str, dict[str, str]] = {}
+        channels = dict.fromkeys(c.channel for _, c in self.rows())
+        for channel in channels:
+            checks = [c for _, c in self.rows() if c.channel == channel]
+            table[channel] = {}
+            for column in self.columns:
+                verdicts = [self.cell(c.id, column.id).verdict for c in checks]
+                bad = next((v for v in ("error", "leaks", "fails") if v in verdicts), None)
+                if bad is not None:
+                    word = {"error": "error", "leaks": "LEAKS", "fails": "FAILS"}[bad]
+                    table[channel][column.id] = f"{word} {verdicts.count(bad)}/{len(verdicts)}"
+                elif all(v == "not-supported" for v in verdicts):
+                    table[channel][column.id] = "n/s"
+                else:
+                    table[channel][column.id] = (
+                        "works" if checks[0].kind == "usability" else "hidden"
+                    )
+        return table
+
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,

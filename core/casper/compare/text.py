@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from .catalogue import Check
+from .catalogue import CHANNELS, Check
 from .report import VERDICTS, Report
 
 SHORT = {
@@ -84,6 +84,16 @@ def terminal_table(report: Report, *, colour: bool = False) -> str:
     for verdict in VERDICTS:
         counts = [str(summary[c][verdict]).rjust(w) for c, w in zip(columns, widths, strict=True)]
         lines.append(f"  {verdict:<{label_width - 2}}" + "  ".join(counts))
+    lines += [
+        "",
+        "by channel".ljust(label_width)
+        + "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)),
+    ]
+    for channel, words in report.by_channel().items():
+        lines.append(
+            f"  {channel:<{label_width - 2}}"
+            + "  ".join(words[c].rjust(w) for c, w in zip(columns, widths, strict=True))
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -121,6 +131,19 @@ def markdown(report: Report) -> str:
     summary = report.summary()
     for verdict in VERDICTS:
         out.append(f"| {verdict} | " + " | ".join(str(summary[c][verdict]) for c in columns) + " |")
+    out += [
+        "",
+        "## By channel, over all scenarios",
+        "",
+        "| channel | " + " | ".join(f"`{c}`" for c in columns) + " |",
+        rule,
+    ]
+    for channel, by_column in report.by_channel().items():
+        marked = [
+            by_column[c].replace("LEAKS", "**LEAKS**").replace("FAILS", "**FAILS**")
+            for c in columns
+        ]
+        out.append(f"| {CHANNELS[channel].title} (`{channel}`) | " + " | ".join(marked) + " |")
     out += ["", "## Matrix", ""]
     for scenario in report.scenarios:
         out += [f"### {scenario.title}", "", _md_escape(scenario.summary), "", head, rule]
