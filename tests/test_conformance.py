@@ -26,7 +26,7 @@ from casper.testing import (
     Xep0018Driver,
     run_conformance,
 )
-from casper.testing.conformance import send
+from casper.testing.conformance import Scenario, send
 
 STRATEGIES: dict[str, type[InvisibilityDriver]] = {
     "directed-presence": DirectedPresenceDriver,
@@ -36,12 +36,27 @@ STRATEGIES: dict[str, type[InvisibilityDriver]] = {
 }
 
 
-def combinations() -> Iterator[object]:
-    """(enabled strategies, the member whose driver drives) for every non-empty set."""
-    for size in range(1, len(STRATEGIES) + 1):
-        for enabled in itertools.combinations(STRATEGIES, size):
-            for member in enabled:
-                yield pytest.param(enabled, member, id=f"{'+'.join(enabled)}:{member}")
+# Known bugs, by (scenario name, driving member): those cases fail until it is fixed.
+KNOWN_BUGS = {
+    ("show_to_one_contact_lets_her_see_and_chat_the_other_sees_nothing", "invisible-command"): (
+        "bug: an invisible-command session shown to juliet by directed presence doesn't get "
+        "her bare-JID chat (stored offline): Visibility._admits_bare asks hidden(), which no "
+        "longer exempts directed presence recipients (since cabaf90)"
+    ),
+}
+
+
+def cases() -> Iterator[object]:
+    """(scenario, enabled strategies, the member whose driver drives) for every scenario
+    and every non-empty set of strategies."""
+    for scenario in SCENARIOS:
+        for size in range(1, len(STRATEGIES) + 1):
+            for enabled in itertools.combinations(STRATEGIES, size):
+                for member in enabled:
+                    bug = KNOWN_BUGS.get((scenario.__name__, member))
+                    marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
+                    case_id = f"{scenario.__name__}-{'+'.join(enabled)}:{member}"
+                    yield pytest.param(scenario, enabled, member, marks=marks, id=case_id)
 
 
 def test_every_builtin_driver_is_in_the_matrix() -> None:
@@ -49,10 +64,9 @@ def test_every_builtin_driver_is_in_the_matrix() -> None:
     assert {plugin for cls in BUILTIN_DRIVERS for plugin in cls.plugins} == set(STRATEGIES)
 
 
-@pytest.mark.parametrize(("enabled", "member"), list(combinations()))
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize(("scenario", "enabled", "member"), list(cases()))
 async def test_scenario_passes_for_strategy_alone_and_in_every_combination(
-    scenario, enabled: tuple[str, ...], member: str
+    scenario: Scenario, enabled: tuple[str, ...], member: str
 ) -> None:
     await scenario(STRATEGIES[member](plugins=enabled))
 
@@ -60,7 +74,7 @@ async def test_scenario_passes_for_strategy_alone_and_in_every_combination(
 @pytest.mark.parametrize("enabled", [("privacy-lists",), tuple(STRATEGIES)], ids=["alone", "all"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
 async def test_scenario_passes_for_privacy_lists_that_also_block_iqs(
-    scenario, enabled: tuple[str, ...]
+    scenario: Scenario, enabled: tuple[str, ...]
 ) -> None:
     await scenario(PrivacyListsDriver(block_iqs=True, plugins=enabled))
 

@@ -228,9 +228,15 @@ async def test_disabled_refuses_a_privacy_list_denying_presence_out_as_active_or
         assert heard == nobody_else(heard)
 
 
-async def test_disabled_accepts_a_privacy_blocking_list_but_it_hides_no_presence() -> None:
-    """Blocking is not hiding, so the list is accepted; but the policy overrides its
-    presence-out part: juliet keeps seeing romeo, the server answers '0 seconds'."""
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: privacy-lists implements no casper_presence_blocked, so with invisibility "
+    "disabled a deny-everything jid item (a block, which hookspecs say hides presence "
+    "whatever the policy) is accepted but juliet keeps getting romeo's presence",
+)
+async def test_disabled_accepts_a_privacy_block_and_the_block_still_hides_presence() -> None:
+    """Blocking is not hiding: the list is accepted, and juliet, blocked from everything,
+    sees romeo go offline and no update after (only never_hidden_from overrides a block)."""
     block = (
         "<list name='b'><item type='jid' value='juliet@localhost' action='deny' order='1'/></list>"
     )
@@ -239,9 +245,10 @@ async def test_disabled_accepts_a_privacy_blocking_list_but_it_hides_no_presence
         romeo = cast.clients["romeo"]
         assert await iq_set(romeo, f"<query xmlns='{PRIVACY}'>{block}</query>") is None
         assert await iq_set(romeo, f"<query xmlns='{PRIVACY}'><active name='b'/></query>") is None
+        heard = await cast.heard(first="romeo")
+        assert heard == nobody_else(heard, juliet=[of("romeo", "unavailable")])
         heard = await cast.says("romeo", "<presence><show>away</show></presence>")
-        assert heard == nobody_else(heard, juliet=[of("romeo", show="away")])
-        assert await last_activity_seconds(cast.clients["juliet"]) == "0"
+        assert heard == nobody_else(heard)
 
 
 # ---------------------------------------------------------------- allowed to a group only

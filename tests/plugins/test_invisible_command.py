@@ -457,8 +457,6 @@ async def test_last_activity_is_the_time_he_went_invisible_for_a_contact_who_saw
     assert when == pytest.approx(went_invisible, abs=2) and status is None
 
 
-
-
 async def test_last_activity_is_the_time_he_went_invisible_for_a_contact_who_asked_meanwhile() -> (
     None
 ):

@@ -14,14 +14,38 @@ differences left are the server's.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
-from casper.xml import escape_attr
+from casper.xml import escape_attr, escape_text
 
 from .actor import CHATSTATES, RECEIPTS, Actor, Event, bare, q
 from .catalogue import Check
 from .provision import status_codes
-from .world import Observed, World, body_message
+
+if TYPE_CHECKING:
+    from .world import World
+
+
+@dataclass
+class Observed:
+    """What one check saw in one world."""
+
+    status: str = "done"  # done | not-supported | error
+    signature: tuple[str, ...] = ()  # leak checks: normalised stanzas the observer got
+    ok: bool | None = None  # usability checks
+    detail: str = ""
+    seqs: list[int] = field(default_factory=list)  # the events that make the observation
+    token: str | None = None  # message checks: the body text, to follow its fate
+
+
+def body_message(to: str, msg_id: str, body: str, extra: str = "") -> str:
+    return (
+        f"<message type='chat' to='{escape_attr(to)}' id='{escape_attr(msg_id)}'>"
+        f"<body>{escape_text(body)}</body>{extra}</message>"
+    )
+
 
 IQ_PAYLOADS = {
     "iq-version": "<query xmlns='jabber:iq:version'/>",

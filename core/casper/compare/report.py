@@ -22,7 +22,7 @@ from typing import Any
 from .actor import Event
 from .catalogue import Action, Check, Scenario
 from .normalise import Normaliser
-from .world import Observed
+from .observations import Observed
 
 SCHEMA = "casper-compare"
 SCHEMA_VERSION = 1

@@ -59,7 +59,10 @@ def terminal_table(report: Report, *, colour: bool = False) -> str:
     """Rows per scenario, one column per strategy; the verdict counts at the end."""
     columns = [c.id for c in report.columns]
     label_width = max([len(row_label(c)) + 2 for _, c in report.rows()] + [24])
-    widths = [max(len(c), 7) for c in columns]
+    channel_words = report.by_channel()
+    widths = [
+        max([len(c), 7] + [len(words[c]) for words in channel_words.values()]) for c in columns
+    ]
 
     def paint(verdict: str, width: int) -> str:
         text = SHORT[verdict].rjust(width)
@@ -89,7 +92,7 @@ def terminal_table(report: Report, *, colour: bool = False) -> str:
         "by channel".ljust(label_width)
         + "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)),
     ]
-    for channel, words in report.by_channel().items():
+    for channel, words in channel_words.items():
         lines.append(
             f"  {channel:<{label_width - 2}}"
             + "  ".join(words[c].rjust(w) for c, w in zip(columns, widths, strict=True))

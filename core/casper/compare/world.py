@@ -23,16 +23,15 @@ import logging
 import math
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
 import trio
 
-from casper.xml import escape_attr
-
 from .actor import Actor, Event, bare, error_condition, q
 from .catalogue import GROUPS, ROOM_OCCUPANT, Action, Observe, Scenario
 from .normalise import Normaliser
+from .observations import Observed, run_check
 from .provision import MUC_NS, ROSTER_NS, create_room, provision
 from .strategies import Combined, NotSupported
 
@@ -50,18 +49,6 @@ class Endpoint:
     domain: str
     ssl_context: ssl.SSLContext | None
     muc: str | None = None  # the MUC service's domain, if rooms can be used
-
-
-@dataclass
-class Observed:
-    """What one check saw in one world."""
-
-    status: str = "done"  # done | not-supported | error
-    signature: tuple[str, ...] = ()  # leak checks: normalised stanzas the observer got
-    ok: bool | None = None  # usability checks
-    detail: str = ""
-    seqs: list[int] = field(default_factory=list)  # the events that make the observation
-    token: str | None = None  # message checks: the body text, to follow its fate
 
 
 class World:
@@ -108,9 +95,6 @@ class World:
         self.last_change = -math.inf
         self.cursors: dict[tuple[str, str], int] = {}
         self._probes = 0
-        from .observations import run_check  # the channels need World; imported late
-
-        self._run_check = run_check
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -268,7 +252,7 @@ class World:
             if check.channel in ("room-occupancy", "in-room") and self.room_problem:
                 self.results[check.id] = Observed(status="not-supported", detail=self.room_problem)
                 continue
-            self.results[check.id] = await self._run_check(self, check)
+            self.results[check.id] = await run_check(self, check)
 
     def next_probe(self) -> int:
         self._probes += 1
@@ -323,10 +307,3 @@ class World:
         if stored:
             return "stored offline"
         return f"bounced: {bounced[0]}" if bounced else "dropped silently"
-
-
-def body_message(to: str, msg_id: str, body: str, extra: str = "") -> str:
-    return (
-        f"<message type='chat' to='{escape_attr(to)}' id='{escape_attr(msg_id)}'>"
-        f"<body>{body}</body>{extra}</message>"
-    )
