@@ -21,7 +21,7 @@ import pytest
 from casper import negotiation as ng
 from casper.errors import LocalProtocolError, StanzaError, StreamError
 from casper.jid import JID
-from casper.sasl import ScramClient, derive_credentials
+from casper.sasl import Failure, ScramClient, derive_credentials
 from casper.xml import StanzaReceived, StreamClosed, StreamOpened, XMLStreamParser, serialize
 
 DOMAIN = "example.com"
@@ -102,6 +102,7 @@ class Client:
         self.mode, self.auto_tls, self.answer = mode, auto_tls, answer
         self.bind_errors = list(bind_errors)
         self.log: list[Any] = []
+        self.auth_failures: list[ng.AuthFailed] = []
         self.closed: ng.Closed | None = None
         self.user: str | None = None
         self.scram: ScramClient | None = None
@@ -141,6 +142,9 @@ class Client:
                 return
             if isinstance(event, ng.SendData):
                 self._read(event.data)
+                continue
+            if isinstance(event, ng.AuthFailed):  # each <failure/> already shows in the log
+                self.auth_failures.append(event)
                 continue
             self.log.append(event)
             if isinstance(event, ng.Closed):
@@ -543,6 +547,37 @@ def test_illegal_caller_inputs_name_state_and_input() -> None:
     neg.receive_eof()
     with pytest.raises(LocalProtocolError):
         neg.receive_data(b" ")
+
+
+def test_every_sasl_failure_comes_with_an_auth_failed_event() -> None:
+    client = Client(secure=True).run(
+        header(), plain(password="wrong"), plain(authcid="nobody"), scram_auth(pw="wrong"),
+    )
+    client.run(scram_final)
+    assert [(e.username, e.condition) for e in client.auth_failures] == [
+        ("juliet", "not-authorized"), ("nobody", "not-authorized"), ("juliet", "not-authorized"),
+    ]  # fmt: skip
+    assert client.summary()[-2:] == closed("policy-violation")[-2:]
+    client = Client(secure=True).run(header(), auth("X-UNKNOWN", b"x"))
+    assert [(e.username, e.condition) for e in client.auth_failures] == [
+        (None, "invalid-mechanism")
+    ]
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+def test_refused_credentials_fail_without_a_check_and_the_stream_goes_on(mechanism: str) -> None:
+    client = Client(secure=True, answer=False)
+    first = plain() if mechanism == "PLAIN" else scram_auth()(client)
+    client.feed(header() + first)
+    assert client.summary()[-1] == "CredentialsNeeded"
+    client.neg.refuse_credentials(Failure("temporary-auth-failure", "slow down"))
+    client.drain()
+    assert client.summary()[-1] == "failure:temporary-auth-failure"
+    assert client.elements("failure")[-1].findtext(f"{{{SASL_NS}}}text") == "slow down"
+    assert [e.condition for e in client.auth_failures] == ["temporary-auth-failure"]
+    assert client.neg.state is ng.State.FEATURES  # the client may try again
+    with pytest.raises(LocalProtocolError):
+        client.neg.refuse_credentials(None)  # type: ignore[arg-type]
 
 
 def test_bind_done_needs_the_accounts_full_jid() -> None:

@@ -8,13 +8,20 @@ command line or a test. The TOML layout (see ``examples/casper.toml``)::
     [tls]     cert_file key_file require_starttls
     [auth]    scram_iterations allow_plain
     [limits]  max_stanza_size max_depth outbox_size negotiation_timeout idle_timeout
+              max_connections_per_ip stanza_rate stanza_burst auth_failures_per_ip
+              auth_failures_per_account auth_failure_window
     [http]    port tls proxy_tls allowed_origins request_timeout ws_ping_interval
               bosh_max_wait bosh_max_hold bosh_inactivity bosh_polling bosh_max_body_size
     [plugins] default enable disable
     [log]     level
+    [s2s]     enabled port require_encryption dialback_secret connect_timeout
+              negotiation_timeout idle_timeout send_timeout queue_size
+    [s2s.routes]  static routes: remote domain = "host:port" (instead of DNS)
     [plugin.NAME]  settings read by plugin NAME through ``Config.plugin_config(NAME)``
 
-``tls_port``, ``idle_timeout``, ``http.port`` and ``http.ws_ping_interval`` are switched off with ``false`` (TOML has no null). Relative
+``tls_port``, ``idle_timeout``, ``http.port``, ``http.ws_ping_interval``, ``s2s.dialback_secret`` and
+``s2s.idle_timeout`` are switched off with ``false`` (TOML has no null), and so are the
+``[limits]`` on connections per address, stanza rate and authentication failures. Relative
 paths (``data_dir``, ``cert_file``, ``key_file``) are relative to the current directory of the
 server process, not to the config file.
 """
@@ -58,6 +65,11 @@ class _Option:
         return f"{self.section}.{self.key}"
 
 
+def _limit(name: str, kind: type, low: float, high: float, **extra: Any) -> _Option:
+    """An option of ``[limits]`` with the same name in TOML and in ``Config``."""
+    return _Option(name, "limits", name, kind, low, high, **extra)
+
+
 _OPTIONS = (
     _Option("domain", "server", "domain", str),
     _Option("host", "server", "host", str),
@@ -74,6 +86,12 @@ _OPTIONS = (
     _Option("outbox_size", "limits", "outbox_size", int, 16, 1_000_000),
     _Option("negotiation_timeout", "limits", "negotiation_timeout", float, 0, 3600, True),
     _Option("idle_timeout", "limits", "idle_timeout", float, 0, 7 * 86400, True, nullable=True),
+    _limit("max_connections_per_ip", int, 1, 10**6, nullable=True),
+    _limit("stanza_rate", float, 0, 10**6, low_open=True, nullable=True),
+    _limit("stanza_burst", int, 1, 10**6),
+    _limit("auth_failures_per_ip", int, 1, 10**6, nullable=True),
+    _limit("auth_failures_per_account", int, 1, 10**6, nullable=True),
+    _limit("auth_failure_window", float, 0, 86400, low_open=True),
     _Option("http_port", "http", "port", int, 0, 65535, nullable=True),
     _Option("http_tls", "http", "tls", bool),
     _Option("http_proxy_tls", "http", "proxy_tls", bool),
@@ -94,6 +112,16 @@ _OPTIONS = (
     _Option("invisibility", "invisibility", "enabled", bool),
     _Option("invisibility_allowed", "invisibility", "allowed", tuple),
     _Option("never_hidden_from", "invisibility", "never_hidden_from", tuple),
+    _Option("s2s_enabled", "s2s", "enabled", bool),
+    _Option("s2s_port", "s2s", "port", int, 0, 65535),
+    _Option("s2s_require_encryption", "s2s", "require_encryption", bool),
+    _Option("s2s_dialback_secret", "s2s", "dialback_secret", str, nullable=True),
+    _Option("s2s_connect_timeout", "s2s", "connect_timeout", float, 0, 600, True),
+    _Option("s2s_negotiation_timeout", "s2s", "negotiation_timeout", float, 0, 3600, True),
+    _Option("s2s_idle_timeout", "s2s", "idle_timeout", float, 0, 7 * 86400, True, nullable=True),
+    _Option("s2s_send_timeout", "s2s", "send_timeout", float, 0, 3600, True),
+    _Option("s2s_queue_size", "s2s", "queue_size", int, 1, 1_000_000),
+    _Option("s2s_routes", "s2s", "routes", dict),
 )
 _BY_FIELD = {opt.field: opt for opt in _OPTIONS}
 _SECTIONS = {opt.section for opt in _OPTIONS} | {"plugin", "groups"}
@@ -124,6 +152,12 @@ class Config:
     outbox_size: int = 1024
     negotiation_timeout: float = 30.0
     idle_timeout: float | None = None
+    max_connections_per_ip: int | None = 100  # TCP connections at once per IPv4 / IPv6 /64
+    stanza_rate: float | None = 50.0  # stanzas a second per session; faster ones are slowed
+    stanza_burst: int = 200  # stanzas a session may send at once before the rate applies
+    auth_failures_per_ip: int | None = 10  # wrong credentials per address within the window
+    auth_failures_per_account: int | None = 20  # wrong credentials per account within it
+    auth_failure_window: float = 600.0  # seconds a failed authentication is remembered
     log_level: str = "info"
     http_port: int | None = None  # WebSocket + BOSH listener; None disables, 0 = any free port
     http_tls: bool = False  # https/wss with the server's certificate; plain for a proxy in front
@@ -139,6 +173,16 @@ class Config:
     invisibility: bool = True  # the administrator's switch: False = nobody may hide
     invisibility_allowed: tuple[str, ...] = ("*",)  # accounts or group names; "*" = everyone
     never_hidden_from: tuple[str, ...] = ()  # accounts or groups nobody may hide from
+    s2s_enabled: bool = False  # federation (RFC 6120 server-to-server) on or off
+    s2s_port: int = 5269  # s2s listener on ``host``; 0 = any free port
+    s2s_require_encryption: bool = True  # STARTTLS before anything else, both directions
+    s2s_dialback_secret: str | None = None  # XEP-0185 key secret; None = random per start
+    s2s_connect_timeout: float = 10.0  # seconds to resolve and connect to a remote server
+    s2s_negotiation_timeout: float = 30.0  # seconds for TLS and authentication of a stream
+    s2s_idle_timeout: float | None = 600.0  # an unused s2s stream is closed after this
+    s2s_send_timeout: float = 30.0  # a peer that takes longer to read a write is dropped
+    s2s_queue_size: int = 1000  # stanzas queued per remote domain (while connecting, or slow)
+    s2s_routes: Mapping[str, tuple[str, int]] = field(default_factory=dict, hash=False)
     plugin_settings: Mapping[str, Mapping[str, object]] = field(default_factory=dict, hash=False)
     account_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
@@ -149,6 +193,7 @@ class Config:
         object.__setattr__(self, "log_level", self.log_level.lower())
         object.__setattr__(self, "plugin_settings", _freeze_plugin_settings(self.plugin_settings))
         object.__setattr__(self, "account_groups", _check_groups(self.account_groups))
+        object.__setattr__(self, "s2s_routes", _check_routes(self.s2s_routes))
         if (self.cert_file is None) != (self.key_file is None):
             raise ConfigError("tls.cert_file and tls.key_file must be set together")
         if self.tls_port is not None and self.tls_port == self.port != 0:
@@ -159,6 +204,10 @@ class Config:
             and self.http_port in (self.port, self.tls_port)
         ):
             raise ConfigError(f"http.port {self.http_port} is already used by a c2s port")
+        if self.s2s_enabled and self.s2s_port != 0 and self.s2s_port in (
+            self.port, self.tls_port, self.http_port
+        ):
+            raise ConfigError(f"s2s.port {self.s2s_port} is already used by another listener")
 
     @property
     def enabled_plugins(self) -> tuple[str, ...]:
@@ -198,6 +247,10 @@ def _has_kind(kind: type, value: object) -> bool:
 def _check_value(opt: _Option, value: object) -> None:
     """Raise ConfigError if ``value`` is not acceptable for ``opt``."""
     if value is None and opt.nullable:
+        return
+    if opt.kind is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{opt.name} must be a table, got {value!r}")
         return
     if opt.kind is tuple:
         if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
@@ -260,6 +313,36 @@ def _check_groups(groups: object) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType(checked)
 
 
+def _check_routes(routes: object) -> Mapping[str, tuple[str, int]]:
+    """``[s2s.routes]``: remote domain -> ``"host:port"`` (or a ``(host, port)`` pair)."""
+    assert isinstance(routes, Mapping)
+    checked: dict[str, tuple[str, int]] = {}
+    for domain, target in routes.items():
+        where = f"s2s.routes.{domain}"
+        try:
+            jid = JID.parse(str(domain))
+        except InvalidJID as exc:
+            raise ConfigError(f"{where}: not a valid domain: {exc}") from None
+        if jid.local is not None or jid.resource is not None:
+            raise ConfigError(f"{where}: must be a bare domain")
+        checked[jid.domain] = _host_port(target, where)
+    return MappingProxyType(checked)
+
+
+def _host_port(target: object, where: str) -> tuple[str, int]:
+    if isinstance(target, tuple) and len(target) == 2:
+        host, port = target
+    elif isinstance(target, str) and ":" in target:
+        host, _, port_text = target.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        port = int(port_text) if port_text.isdigit() else -1
+    else:
+        raise ConfigError(f"{where} must be \"host:port\", got {target!r}")
+    if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"{where} must be \"host:port\" with a port in 1..65535, got {target!r}")
+    return host, port
+
+
 # -- loading ------------------------------------------------------------------------------------
 
 
@@ -269,6 +352,8 @@ def _convert(opt: _Option, raw: object) -> object:
         return None
     if opt.kind is Path and isinstance(raw, str) and raw:
         return Path(raw)
+    if opt.kind is dict and isinstance(raw, dict):
+        return dict(raw)
     if opt.kind is tuple and isinstance(raw, list):
         return tuple(raw)
     if opt.kind is float and isinstance(raw, int) and not isinstance(raw, bool):

@@ -24,7 +24,9 @@ from . import negotiation as neg
 from .dispatch import handle_client_element
 from .errors import StreamError
 from .jid import JID
+from .limits import peer_address
 from .plugins import call_safely
+from .sasl import Failure
 from .session import Session
 from .stanza import Stanza
 from .xml import serialize
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("casper.connection")
 RECEIVE_SIZE = 65536
 FLUSH_SECONDS = 5.0
+TOO_MANY_FAILURES = "too many failed attempts; try again later"
 Outgoing = Stanza | bytes
 
 
@@ -45,6 +48,7 @@ class Connection:
         self.server = server
         self.stream = stream
         self.ssl_context = ssl_context
+        self.peer = peer_address(stream)  # None for WebSocket, BOSH and memory streams
         self.username: str | None = None
         self.neg = neg.C2SNegotiation(
             domain=server.domain,
@@ -78,6 +82,10 @@ class Connection:
                 await self._provide_credentials(event)
             elif isinstance(event, neg.Authenticated):
                 self.username = event.username
+                self.server.limits.auth_succeeded(event.username)
+            elif isinstance(event, neg.AuthFailed):
+                now = trio.current_time()
+                self.server.limits.auth_failed(self.peer, event.username, event.condition, now)
             elif isinstance(event, neg.BindRequested):
                 self.neg.bind_done(self._bind_jid(event.resource))
             elif isinstance(event, neg.Established):
@@ -103,6 +111,11 @@ class Connection:
         self.neg.tls_started()
 
     async def _provide_credentials(self, event: neg.CredentialsNeeded) -> None:
+        if not self.server.limits.auth_allowed(self.peer, event.username, trio.current_time()):
+            log.warning("authentication as %s from %s refused: too many failures",
+                        event.username, self.peer or "an unknown address")  # fmt: skip
+            self.neg.refuse_credentials(Failure("temporary-auth-failure", TOO_MANY_FAILURES))
+            return
         account = f"{event.username}@{self.server.domain}"
         storage = self.server.storage
         creds = await self.server.db(storage.get_credentials, account, event.mechanism)

@@ -1,6 +1,6 @@
 """What happens to each stanza a bound client sends (RFC 6120 §8.1, RFC 6121 §8).
 
-Stamp ``from``, let plugins take over or filter it, then hand it to presence processing,
+Wait if the session is over its stanza rate, stamp ``from``, let plugins take over or filter it, then hand it to presence processing,
 the router or the server's own IQ answers.
 """
 
@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
+
+import trio
 
 from .errors import StanzaError, StreamError
 from .plugins import call_safely, culprit_of_callable
@@ -26,7 +28,14 @@ log = logging.getLogger("casper.dispatch")
 
 
 async def handle_client_element(server: Server, session: Session, element: Element) -> None:
-    """Process one top-level element from a bound session."""
+    """Process one top-level element from a bound session.
+
+    A session over its stanza rate (``limits.stanza_rate``) waits here first: its reader is
+    slowed down, nothing is dropped (see :mod:`casper.limits`).
+    """
+    delay = server.limits.stanza_delay(session, trio.current_time())
+    if delay > 0:
+        await trio.sleep(delay)
     if element.tag not in _STANZA_TAGS:
         session.close(StreamError("unsupported-stanza-type", element.tag))
         return

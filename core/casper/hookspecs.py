@@ -159,6 +159,11 @@ def casper_hidden_from(session: Session, observer: JID) -> bool | None:
     answers on the account's behalf and whatever plugins expose. Every implementation is
     asked; any ``True`` hides (deny wins), so strategies compose.
 
+    Directed presence is the user's explicit act and the core keeps it apart: an entity
+    the session sent directed presence to keeps that presence, knows the session is online
+    and reaches it by bare JID whatever this hook says; it gets no broadcast update the
+    hook withholds. (Since the first release of API version 1.)
+
     :param session: a session of a local account.
     :param observer: the bare or full JID asking; never one of the account's own JIDs.
     :return: ``True`` to hide, ``False``/``None`` for no objection.

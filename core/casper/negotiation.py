@@ -20,9 +20,12 @@ no trio. After binding, every top-level element passes through as :class:`Stanza
    ``encryption-required``; bad base64 -> ``incorrect-encoding``; ``<abort/>`` -> ``aborted``.
    PLAIN's authzid must be empty or ``authcid@domain`` (``invalid-authzid``); a bad localpart,
    unknown user or wrong password -> ``not-authorized``; a SCRAM username that is no valid
-   localpart counts as unknown (it still gets a challenge). The ``max_auth_failures``-th
-   failure is followed by ``policy-violation``. Success restarts the stream; bytes pipelined
-   after the final SASL element go to the new one.
+   localpart counts as unknown (it still gets a challenge). Every ``<failure/>`` comes with
+   an :class:`AuthFailed` event (for the caller's rate limits); the caller may answer
+   :class:`CredentialsNeeded` with ``refuse_credentials(Failure)`` instead of checking them
+   (e.g. ``temporary-auth-failure``). The ``max_auth_failures``-th failure is followed by
+   ``policy-violation``. Success restarts the stream; bytes pipelined after the final SASL
+   element go to the new one.
 5. Before authentication any other element is a ``not-authorized`` stream error; so is
    anything but a bind request between authentication and binding.
 6. Bind: an empty or missing resource is requested as ``None`` (the caller picks one); an
@@ -86,6 +89,14 @@ class Authenticated:
 
 
 @dataclass(frozen=True)
+class AuthFailed:
+    """A ``<failure/>`` was sent (already queued as data before this event)."""
+
+    username: str | None  #: the prepared localpart tried, if the attempt got that far
+    condition: str  #: the SASL condition sent, e.g. ``not-authorized``
+
+
+@dataclass(frozen=True)
 class BindRequested:
     resource: str | None  #: prepared, or None to pick one; answer bind_done() or bind_failed()
     iq_id: str
@@ -106,8 +117,8 @@ class Closed:
     error: StreamError | None  #: the stream is over: flush, then close the transport
 
 
-Event = (SendData | StartTLS | CredentialsNeeded | Authenticated | BindRequested | Established
-         | StanzaIn | Closed)  # fmt: skip
+Event = (SendData | StartTLS | CredentialsNeeded | Authenticated | AuthFailed | BindRequested
+         | Established | StanzaIn | Closed)  # fmt: skip
 
 
 class State(enum.Enum):
@@ -312,6 +323,12 @@ class C2SNegotiation:
         """Answer :class:`CredentialsNeeded`; ``None`` means there is no such user."""
         self._dispatch(Input.CREDENTIALS, creds)
 
+    def refuse_credentials(self, failure: sasl.Failure) -> None:
+        """Answer :class:`CredentialsNeeded` with a SASL failure, checking nothing."""
+        if not isinstance(failure, sasl.Failure):
+            raise LocalProtocolError(f"refuse_credentials() needs a Failure, not {failure!r}")
+        self._dispatch(Input.CREDENTIALS, failure)
+
     def bind_done(self, jid: JID) -> None:
         """Answer :class:`BindRequested` with the full JID now bound."""
         self._dispatch(Input.BIND_DONE, jid)
@@ -511,7 +528,9 @@ class C2SNegotiation:
         self._send(serialize(challenge))
         return State.SASL_CHALLENGE
 
-    def _check_credentials(self, creds: sasl.ScramCredentials | None) -> State:
+    def _check_credentials(self, creds: sasl.ScramCredentials | sasl.Failure | None) -> State:
+        if isinstance(creds, sasl.Failure):  # refuse_credentials()
+            return self._auth_failure(creds.condition, creds.text)
         if self._scram is not None:
             return self._challenge(self._scram.credentials(creds).data)
         password, self._password = self._password, None  # PLAIN
@@ -533,12 +552,14 @@ class C2SNegotiation:
         return self._auth_failure("aborted")
 
     def _auth_failure(self, condition: str, text: str | None = None) -> State:
+        username = self._username
         self._scram = self._mechanism = self._username = self._password = None
         failure = Element(_SASL + "failure")
         SubElement(failure, _SASL + condition)
         if text:
             SubElement(failure, _SASL + "text").text = text
         self._send(serialize(failure))
+        self._out.append(AuthFailed(username, condition))
         self._auth_failures += 1
         if self._auth_failures >= self._max_auth_failures:
             raise StreamError("policy-violation", "too many authentication failures")

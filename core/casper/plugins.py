@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 import pluggy
+import trio
 
 from . import hookspecs
 from .config import Config, ConfigError
@@ -171,6 +172,18 @@ class GuardedNursery:
 
     def start_soon(self, async_fn: Callable[..., Awaitable[object]], *args: Any, name: object = None) -> None:
         self._nursery.start_soon(self._run, async_fn, args, name=name or getattr(async_fn, "__qualname__", None))
+
+    async def start(self, async_fn: Callable[..., Awaitable[object]], *args: Any, name: object = None) -> Any:
+        """Like ``trio.Nursery.start``: returns what the task passes to ``task_status.started``."""
+        return await self._nursery.start(self._run_started, async_fn, args, name=name)
+
+    async def _run_started(self, async_fn: Callable[..., Awaitable[object]], args: tuple[Any, ...],
+                           task_status: Any = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+        try:
+            await async_fn(*args, task_status=task_status)
+        except Exception as exc:
+            log.error("background task %s of plugin %r crashed", getattr(async_fn, "__qualname__", async_fn),
+                      culprit_of_callable(self._pm, async_fn), exc_info=exc)  # fmt: skip
 
     async def _run(self, async_fn: Callable[..., Awaitable[object]], args: tuple[Any, ...]) -> None:
         try:

@@ -23,6 +23,7 @@ from .config import Config
 from .iq import IqTable
 from .jid import JID
 from .lastseen import LastSeen
+from .limits import Limits
 from .plugins import (
     GuardedNursery,
     call_safely,
@@ -37,7 +38,7 @@ from .router import Router
 from .session import Session
 from .stanza import Stanza
 from .storage import Storage, open_storage
-from .tls import ensure_certificate, server_ssl_context
+from .tls import TLSConfigError, ensure_certificate, server_ssl_context
 from .transports.http import serve_http
 from .transports.tcp import serve_c2s
 from .visibility import Visibility
@@ -66,6 +67,7 @@ class Server:
         self.pm = pm
         self.storage = storage
         self.ssl_context = ssl_context
+        self.limits = Limits.from_config(config)
         self.router = Router(self)
         self.visibility = Visibility(self)
         self.presence = PresenceService(self)
@@ -89,6 +91,26 @@ class Server:
         for impl in self.pm.hook.casper_iq_handlers.get_hookimpls():
             handlers.extend((impl.plugin_name, h) for h in impl.function() or ())
         self.iq_table = IqTable(handlers)
+
+    def reload_tls(self) -> bool:
+        """Load the configured (or generated) certificate and key again, e.g. after renewal.
+
+        New connections use the new certificate (STARTTLS, direct TLS and HTTPS); open ones
+        keep theirs. ``casper serve`` calls this on SIGHUP.
+
+        Error handling: files that cannot be loaded are logged and the old certificate stays
+        in use.
+
+        :return: whether the new certificate is now in use.
+        """
+        try:
+            context = _ssl_context(self.config)
+        except TLSConfigError as exc:
+            log.error("TLS certificate not reloaded, keeping the old one: %s", exc)
+            return False
+        self.ssl_context = context
+        log.info("TLS certificate reloaded")
+        return True
 
     def plugin_config(self, name: str) -> Any:
         """The ``[plugin.NAME]`` table of the configuration (empty if absent)."""

@@ -108,6 +108,8 @@ class Visibility:
         return [s for s in eligible if s.priority == top]
 
     def _admits_bare(self, session: Session, sender: JID) -> bool:
+        if sender in session.directed_to or sender.bare in session.directed_to:
+            return True  # it showed itself to the sender explicitly: the sender knows
         if not session.available:
             allowed = call_safely(self._server.pm, "casper_bare_route_while_unavailable", None,
                                   session=session, sender=sender)  # fmt: skip

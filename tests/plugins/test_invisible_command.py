@@ -402,12 +402,6 @@ async def test_full_jid_messages_and_iqs_reach_the_invisible_session_and_it_answ
         assert heard == nobody_else(heard, tybalt=[(R1, "message/normal", "later")])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Visibility._admits_bare asks hidden(), which no longer exempts directed "
-    "presence recipients (cabaf90 moved that exemption to _knows/reconcile only); juliet "
-    "sees romeo (presence, disco#items) but her bare-JID chat is stored offline",
-)
 async def test_bare_jid_message_from_a_directed_presence_recipient_reaches_the_session() -> None:
     """Shown to juliet by directed presence, romeo is online for her: her bare-JID chat
     reaches him, as everything else she is told says he is there."""

@@ -86,10 +86,15 @@ class HttpService:
         config = server.config
         self.server, self.bosh = server, bosh
         self.secure = tls or config.http_proxy_tls
-        self.ssl_context = server.ssl_context if tls else None
+        self._tls = tls
         self.origins = frozenset(config.http_allowed_origins)
         self.timeout = config.http_request_timeout
         self.counts = _Counts()
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's current context (:meth:`Server.reload_tls` may replace it)."""
+        return self.server.ssl_context if self._tls else None
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one HTTP connection until it closes or turns into a WebSocket."""
