@@ -37,15 +37,6 @@ STRATEGIES: dict[str, type[InvisibilityDriver]] = {
 
 
 # Known bugs, by (scenario name, driving member): those cases fail until it is fixed.
-KNOWN_BUGS = {
-    ("show_to_one_contact_lets_her_see_and_chat_the_other_sees_nothing", "invisible-command"): (
-        "bug: an invisible-command session shown to juliet by directed presence doesn't get "
-        "her bare-JID chat (stored offline): Visibility._admits_bare asks hidden(), which no "
-        "longer exempts directed presence recipients (since cabaf90)"
-    ),
-}
-
-
 def cases() -> Iterator[object]:
     """(scenario, enabled strategies, the member whose driver drives) for every scenario
     and every non-empty set of strategies."""
@@ -53,10 +44,8 @@ def cases() -> Iterator[object]:
         for size in range(1, len(STRATEGIES) + 1):
             for enabled in itertools.combinations(STRATEGIES, size):
                 for member in enabled:
-                    bug = KNOWN_BUGS.get((scenario.__name__, member))
-                    marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
                     case_id = f"{scenario.__name__}-{'+'.join(enabled)}:{member}"
-                    yield pytest.param(scenario, enabled, member, marks=marks, id=case_id)
+                    yield pytest.param(scenario, enabled, member, id=case_id)
 
 
 def test_every_builtin_driver_is_in_the_matrix() -> None:

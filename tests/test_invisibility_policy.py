@@ -228,12 +228,6 @@ async def test_disabled_refuses_a_privacy_list_denying_presence_out_as_active_or
         assert heard == nobody_else(heard)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: privacy-lists implements no casper_presence_blocked, so with invisibility "
-    "disabled a deny-everything jid item (a block, which hookspecs say hides presence "
-    "whatever the policy) is accepted but juliet keeps getting romeo's presence",
-)
 async def test_disabled_accepts_a_privacy_block_and_the_block_still_hides_presence() -> None:
     """Blocking is not hiding: the list is accepted, and juliet, blocked from everything,
     sees romeo go offline and no update after (only never_hidden_from overrides a block)."""

@@ -3,7 +3,7 @@
 ::
 
     casper serve   [--config FILE] [--domain D] [--host H] [--port P] [--data-dir DIR]
-                   [--plugins a,b,c] [--http-port P]
+                   [--plugins a,b,c] [--http-port P]      (SIGHUP reloads the TLS certificate)
     casper user    add|passwd JID [--password P] | delete JID | list   [--config] [--data-dir]
     casper plugins [--config FILE]
     casper compare [--strategies a,b,c+d] [--json F] [--markdown F] [--html F] [--target ...]
@@ -20,16 +20,21 @@ import dataclasses
 import getpass
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from casper.config import Config, ConfigError, load_config
 from casper.jid import JID, InvalidJID
 from casper.sasl.scram import ScramCredentials, derive_credentials
 from casper.storage import AccountExists, AccountNotFound, StorageError, open_storage
 from casper.tls import TLSConfigError, ensure_certificate, server_ssl_context
+
+if TYPE_CHECKING:
+    from casper.server import Server
 
 PLUGIN_GROUP = "casper"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -138,13 +143,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return _run_server(config)
 
 
-def _run_server(config: Config) -> int:
+async def serve_reloading(config: Config) -> None:
+    """Run the server; on SIGHUP, reload its TLS certificate (``Server.reload_tls``)."""
     import trio
 
     from casper.server import serve  # imported late: the CLI must work without a full server
 
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve, config)
+        if hasattr(signal, "SIGHUP"):
+            nursery.start_soon(_reload_on_sighup, server)
+
+
+async def _reload_on_sighup(server: Server) -> None:
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            server.reload_tls()
+
+
+def _run_server(config: Config) -> int:
+    import trio
+
     try:
-        trio.run(serve, config)
+        trio.run(serve_reloading, config)
     except KeyboardInterrupt:
         return 0
     except BaseExceptionGroup as group:

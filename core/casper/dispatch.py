@@ -1,7 +1,7 @@
 """What happens to each stanza a bound client sends (RFC 6120 §8.1, RFC 6121 §8).
 
-Wait if the session is over its stanza rate, stamp ``from``, let plugins take over or filter it, then hand it to presence processing,
-the router or the server's own IQ answers.
+Wait if the session is over its stanza rate, stamp ``from``, let plugins take over or filter
+it, then hand it to presence processing, the router or the server's own IQ answers.
 """
 
 from __future__ import annotations

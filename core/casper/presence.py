@@ -92,8 +92,13 @@ class PresenceService:
         wanted = call_safely(self._server.pm, "casper_initial_probes_wanted", None, session=session)
         for contact, item in roster.items() if wanted is not False else ():
             contact_jid = JID.parse(contact)
-            if item.subscription in ("to", "both") and contact_jid.domain == self._server.domain:
+            if item.subscription not in ("to", "both"):
+                continue
+            if contact_jid.domain == self._server.domain:
                 await self._answer_local_probe(contact_jid, session.account, session)
+            elif self._server.s2s.is_remote(contact_jid.domain):  # RFC 6121 §4.3.1
+                probe = make_stanza("presence", from_=session.account, to=contact_jid, type="probe")
+                self._server.s2s.send(probe)
         for other in self._server.router.sessions_of(session.account):
             if other is not session and other.available and other.presence is not None:
                 self._server.router.deliver(other.presence.readdressed(to=session.jid), session)
@@ -186,13 +191,14 @@ class PresenceService:
         """Deliver availability presence to a local JID; return whether anyone got it.
 
         Bare JID: every available resource; full JID: that resource if connected.
-        Remote JIDs are not reachable yet (no federation) and count as not delivered.
+        Components take their domains' presence; other domains go to federation
+        (``server.s2s``), which counts as delivered once queued.
         """
         to = stanza.to
         assert to is not None
         router = self._server.router
         if to.domain != self._server.domain or to.local is None:
-            return self._server.deliver_to_component(stanza)
+            return self._server.deliver_to_component(stanza) or self._server.s2s.send(stanza)
         if to.resource is not None:
             target = router.session_for(to)
             targets = [target] if target is not None else []

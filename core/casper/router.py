@@ -99,8 +99,10 @@ class Router:
         to = stanza.to
         assert to is not None
         if to.domain != self._server.domain and not self._server.deliver_to_component(stanza):
+            if self._server.s2s.send(stanza):  # federation takes it (failures bounce later)
+                return
             if stanza.kind != "presence" or stanza.type not in (None, "unavailable", "probe"):
-                await self.bounce(stanza, StanzaError("remote-server-not-found"))  # no federation yet
+                await self.bounce(stanza, StanzaError("remote-server-not-found"))
             return
         if to.domain != self._server.domain:
             return

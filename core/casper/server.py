@@ -35,6 +35,7 @@ from .policy import InvisibilityPolicy
 from .presence import PresenceService
 from .roster import Rosters
 from .router import Router
+from .s2s import S2SManager
 from .session import Session
 from .stanza import Stanza
 from .storage import Storage, open_storage
@@ -81,6 +82,7 @@ class Server:
         self._db_limiter = trio.CapacityLimiter(1)
         self.lastseen = LastSeen(self)
         self.policy = InvisibilityPolicy.from_config(config)
+        self.s2s = S2SManager(self)  # federation; inert unless [s2s] enabled
         self.nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ setup
@@ -223,6 +225,7 @@ async def serve(
     storage: Storage | None = None,
     ssl_context: ssl.SSLContext | None = None,
     plugins: Sequence[tuple[object, str]] = (),
+    s2s_listeners: Sequence[trio.SocketListener] | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a Casper server until cancelled.
@@ -233,6 +236,8 @@ async def serve(
     :param storage: storage to use instead of SQLite under ``config.data_dir``.
     :param ssl_context: TLS context instead of the configured or generated certificate.
     :param plugins: extra ``(plugin, name)`` pairs to register (tests, embedding).
+    :param s2s_listeners: listeners for incoming server connections instead of
+        ``s2s.port`` (used only with ``[s2s] enabled``).
     :param task_status: ``started(server)`` once every listener accepts connections.
 
     Error handling: configuration errors raise before anything listens; errors in one
@@ -256,6 +261,8 @@ async def serve(
                 await nursery.start(serve_c2s, server, spec.listener, spec.direct_tls)
             if config.http_port is not None:  # WebSocket (RFC 7395) and BOSH (XEP-0206)
                 await nursery.start(serve_http, server)
+            if config.s2s_enabled:  # federation (RFC 6120 s2s)
+                await nursery.start(server.s2s.serve, s2s_listeners)
             task_status.started(server)
     finally:
         if own_storage:

@@ -47,7 +47,7 @@ list if it set one, else the default list: XEP-0191 §5 item 5):
   resource it saw (directed presence it was sent included), and the user gets unavailable
   for the blocked entity's resources; an unblock sends the current presence both ways,
   where the subscription allows it. The core's visibility decision does this, asked
-  through ``casper_presence_blocked`` (here) and the strategy's ``casper_hidden_from``.
+  through the shared strategy's ``casper_presence_blocked`` and ``casper_hidden_from``.
 - the account's own resources and the server's domain are never blocked.
 
 The administrator's invisibility policy: blocking is communication blocking, not
@@ -64,8 +64,8 @@ broadcast presence, which goes to the contact's bare JID; subscriptions are not 
 
 Hooks: ``casper_configure``, ``casper_iq_handlers`` (on the account), ``casper_disco_features``
 (``urn:xmpp:blocking`` for the server), ``casper_filter_outgoing`` (``tryfirst``: the
-``<blocked/>`` condition), ``casper_presence_blocked``; the other enforcement hooks are
-the privacy strategy's.
+``<blocked/>`` condition); the enforcement hooks, ``casper_presence_blocked`` included,
+are the shared privacy strategy's.
 
 Config keys: none of its own. ``[plugin.privacy-lists]`` (``blocked_message_reply``,
 ``block_chat_states``, ``max_lists``, ``max_items``) configures the shared engine.
@@ -86,7 +86,7 @@ from casper.stanza import Stanza, make_stanza
 from casper.verdicts import Bounce, Verdict
 
 from casper_plugins.privacy_lists import PrivacyLists, shared_strategy
-from casper_plugins.privacy_lists.model import PrivacyItem, PrivacyList
+from casper_plugins.privacy_lists.model import PrivacyItem, PrivacyList, is_block_item
 
 if TYPE_CHECKING:
     from casper.server import Server
@@ -101,11 +101,6 @@ ITEM = f"{{{NS}}}item"
 
 
 # ------------------------------------------------------------------ the view (sans-IO)
-
-
-def is_block_item(item: PrivacyItem) -> bool:
-    """A blocklist entry: a ``jid`` item denying every kind of stanza."""
-    return item.type == "jid" and item.action == "deny" and not item.kinds
 
 
 def blocklist(plist: PrivacyList | None) -> list[str]:
@@ -209,12 +204,6 @@ class Blocking:
     @hookimpl
     def casper_disco_features(self, target: str) -> list[str]:
         return [NS] if target == "server" else []
-
-    @hookimpl
-    def casper_presence_blocked(self, session: Session, observer: JID) -> bool:
-        """A block hides presence even where the policy forbids hiding (the core lets only
-        ``never_hidden_from`` override it): blocking is not invisibility."""
-        return self._blocks(session, observer)
 
     @hookimpl(tryfirst=True)
     def casper_filter_outgoing(self, stanza: Stanza, session: Session) -> Verdict | None:

@@ -48,7 +48,12 @@ async def serve_c2s(
     if direct_tls:
         assert server.ssl_context is not None
     kind = "direct TLS (XEP-0368)" if direct_tls else "STARTTLS"
-    log.info("listening for XMPP clients on %s (%s) for domain %s", describe(listener), kind, server.domain)
+    log.info(
+        "listening for XMPP clients on %s (%s) for domain %s",
+        describe(listener),
+        kind,
+        server.domain,
+    )
     task_status.started()
     await trio.serve_listeners(partial(_serve_one, server, direct_tls), [listener])
 
@@ -58,7 +63,12 @@ async def _serve_one(server: Server, direct_tls: bool, stream: trio.abc.Stream) 
     peer = peer_address(stream)
     if not server.limits.connection_opened(peer):
         log.warning("refused a connection from %s: too many connections from there", peer)
-        await _refuse(server, stream, direct_tls, StreamError("policy-violation", "too many connections from your address"))
+        await _refuse(
+            server,
+            stream,
+            direct_tls,
+            StreamError("policy-violation", "too many connections from your address"),
+        )
         return
     try:
         context = server.ssl_context
@@ -70,7 +80,9 @@ async def _serve_one(server: Server, direct_tls: bool, stream: trio.abc.Stream) 
         server.limits.connection_closed(peer)
 
 
-async def _refuse(server: Server, stream: trio.abc.Stream, direct_tls: bool, error: StreamError) -> None:
+async def _refuse(
+    server: Server, stream: trio.abc.Stream, direct_tls: bool, error: StreamError
+) -> None:
     """Send our stream header and ``error`` (over TLS on a direct TLS port), then close."""
     data = stream_header(from_=server.domain, id=secrets.token_urlsafe(16))
     data += stream_error(error.condition, error.text) + STREAM_CLOSE

@@ -338,3 +338,8 @@ def lookup(roster: Mapping[str, RosterItem] | None, contact: JID) -> RosterLooku
     if roster is None:
         return UNKNOWN
     return roster.get(str(contact.bare))
+
+
+def is_block_item(item: PrivacyItem) -> bool:
+    """A block: a ``jid`` item denying every kind of stanza (what XEP-0191 stores)."""
+    return item.type == "jid" and item.action == "deny" and not item.kinds

@@ -38,6 +38,7 @@ from .model import (
     PRESENCE_OUT,
     PrivacyItem,
     PrivacyList,
+    is_block_item,
     lookup,
     match,
 )
@@ -250,6 +251,13 @@ class PrivacyLists:
         if self._exempt(observer, session.account):
             return None
         return self._decide(session, session.account, observer, PRESENCE_OUT)
+
+    @hookimpl
+    def casper_presence_blocked(self, session: Session, observer: JID) -> bool:
+        """A deny-everything ``jid`` item is a block, not invisibility: it hides presence
+        even where the policy forbids hiding (only ``never_hidden_from`` overrides it)."""
+        item = self.presence_denial(session, observer)
+        return item is not None and is_block_item(item)
 
     @hookimpl
     def casper_hidden_from(self, session: Session, observer: JID) -> bool | None:

@@ -1,0 +1,10 @@
+"""Server-to-server federation (RFC 6120 s2s, XEP-0220 dialback, XEP-0185 keys).
+
+Modules: :mod:`.wire` (pure helpers), :mod:`.inbound` and :mod:`.outbound` (sans-IO stream
+machines), :mod:`.dns` (sans-IO SRV messages), :mod:`.resolve` (static routes, SRV,
+fallback), :mod:`.connections` (Trio connections), :mod:`.manager` (routes, queues,
+bounces, the entry points ``server.s2s.send()`` and incoming routing).
+Configuration: the ``[s2s]`` section (:mod:`casper.config`).
+"""
+
+from casper.s2s.manager import S2SManager as S2SManager

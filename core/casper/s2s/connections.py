@@ -1,0 +1,301 @@
+"""Trio at the edges: one incoming and one outgoing s2s connection over a byte stream.
+
+Each connection drives its sans-IO machine (:mod:`.inbound`, :mod:`.outbound`). Writes go
+through one lock, each bounded by ``send_timeout`` (a peer that stops reading is dropped,
+not waited on); reads reset the idle deadline. STARTTLS swaps the stream under that lock.
+
+Error handling: a transport failure means the peer is gone, not an error; a protocol fault
+becomes a stream error sent to the peer; the connection's owner (:mod:`.manager`) learns
+how it ended from the exception or the return value. Cancellation is re-raised.
+Resource handling: the stream is always closed, within a bounded time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from casper.errors import StreamError
+
+from . import inbound, outbound
+from .inbound import InboundStream
+from .outbound import OutboundStream
+
+if TYPE_CHECKING:
+    from casper.stanza import Stanza
+
+    from .manager import Route, S2SManager
+
+log = logging.getLogger("casper.s2s")
+RECEIVE_SIZE = 65536
+TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+
+
+class WriteTimeout(Exception):
+    """The peer did not read what was written within ``send_timeout``."""
+
+
+class _Wire:
+    """The byte stream plus the write lock and the write deadline."""
+
+    def __init__(self, stream: trio.abc.Stream, send_timeout: float) -> None:
+        self.stream = stream
+        self.lock = trio.StrictFIFOLock()
+        self._send_timeout = send_timeout
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        async with self.lock:
+            with trio.move_on_after(self._send_timeout) as scope:
+                await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            raise WriteTimeout(f"the peer read nothing for {self._send_timeout:g}s")
+
+    async def start_tls(self, context: ssl.SSLContext, *, server_side: bool,
+                        hostname: str | None = None) -> None:  # fmt: skip
+        async with self.lock:
+            tls = trio.SSLStream(self.stream, context, server_side=server_side,
+                                 server_hostname=hostname)  # fmt: skip
+            await tls.do_handshake()
+            self.stream = tls
+
+    async def receive(self) -> bytes:
+        return await self.stream.receive_some(RECEIVE_SIZE)
+
+    async def aclose(self) -> None:
+        with trio.move_on_after(1) as scope:
+            scope.shield = True
+            try:
+                await self.stream.aclose()
+            except TRANSPORT_ERRORS:
+                pass
+
+
+# ---------------------------------------------------------------------- incoming
+
+
+async def handle_inbound(manager: S2SManager, stream: trio.abc.Stream) -> None:
+    """Serve one incoming server connection from accept to close."""
+    config = manager.config
+    neg = InboundStream(
+        hosted=manager.hosted,
+        default_domain=manager.domain,
+        dialback_key=manager.dialback_key,
+        tls_available=manager.server_context is not None,
+        require_tls=config.s2s_require_encryption,
+        max_stanza_bytes=config.max_stanza_size,
+        max_depth=config.max_depth,
+    )
+    wire = _Wire(stream, config.s2s_send_timeout)
+    peer = "?"
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as scope:
+                scope.deadline = trio.current_time() + config.s2s_negotiation_timeout
+                await _inbound_loop(manager, neg, wire, nursery, scope)
+            if scope.cancelled_caught:
+                neg.close(StreamError("connection-timeout", "too slow, or idle"))
+            peer = neg.peer_domain or peer
+            await _flush_quietly(wire, neg.data_to_send())
+            nursery.cancel_scope.cancel()
+    except TRANSPORT_ERRORS:
+        pass
+    except WriteTimeout as exc:
+        log.warning("s2s in from %s: %s; dropped", neg.peer_domain, exc)
+    except Exception:
+        log.exception("s2s in from %s failed", neg.peer_domain)
+        neg.close(StreamError("internal-server-error"))
+        await _flush_quietly(wire, neg.data_to_send())
+    finally:
+        manager.inbound_closed(neg)
+        await wire.aclose()
+    closed = neg.closed
+    if closed is not None and closed.error is not None:
+        log.info("s2s in from %s closed: %s", peer, closed.error)
+
+
+async def _inbound_loop(manager: S2SManager, neg: InboundStream, wire: _Wire,
+                        nursery: trio.Nursery, scope: trio.CancelScope) -> None:  # fmt: skip
+    config = manager.config
+    idle = config.s2s_idle_timeout
+
+    async def verify(request: inbound.DialbackRequest) -> None:
+        valid = await manager.verify(request.receiving, request.originating,
+                                     request.stream_id, request.key)  # fmt: skip
+        neg.dialback_result(request.originating, request.receiving, valid)
+        await wire.write(neg.data_to_send())
+
+    while True:
+        event = neg.next_event()
+        await wire.write(neg.data_to_send())
+        if event is inbound.NEED_DATA:
+            data = await wire.receive()
+            if neg.authorized:
+                scope.deadline = math.inf if idle is None else trio.current_time() + idle
+            if data:
+                neg.receive_data(data)
+            else:
+                neg.receive_eof()
+        elif isinstance(event, inbound.StartTLS):
+            assert manager.server_context is not None
+            await wire.start_tls(manager.server_context, server_side=True)
+            neg.tls_started()
+        elif isinstance(event, inbound.DialbackRequest):
+            nursery.start_soon(verify, event)
+        elif isinstance(event, inbound.Authorized):
+            log.info(
+                "s2s in: %s -> %s authenticated (dialback)", event.originating, event.receiving
+            )
+            manager.inbound_authorized(neg)
+            scope.deadline = math.inf if idle is None else trio.current_time() + idle
+        elif isinstance(event, inbound.StanzaIn):
+            await manager.receive(event.element, event.from_, event.to)
+        elif isinstance(event, inbound.Closed):
+            return
+
+
+async def _flush_quietly(wire: _Wire, data: bytes) -> None:
+    with trio.move_on_after(1) as scope:
+        scope.shield = True
+        try:
+            await wire.write(data)
+        except (WriteTimeout, *TRANSPORT_ERRORS):
+            pass
+
+
+# ---------------------------------------------------------------------- outgoing
+
+
+class OutboundFailed(Exception):
+    """The stream could not be set up or broke; ``condition`` is the bounce to give."""
+
+    def __init__(self, condition: str, text: str) -> None:
+        super().__init__(text)
+        self.condition = condition
+        self.text = text
+
+
+async def run_outbound(manager: S2SManager, route: Route, stream: trio.abc.Stream,
+                       on_ready: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
+    """Negotiate an outgoing stream for ``route``, then send its queued stanzas until the
+    stream is idle or the queue is closed.
+
+    :raises OutboundFailed: negotiation failed, the peer closed the stream with an error,
+        or stopped reading.
+    """
+    config = manager.config
+    neg = OutboundStream(
+        local=route.local,
+        remote=route.remote,
+        dialback_key=lambda stream_id: manager.dialback_key(route.remote, route.local, stream_id),
+        require_tls=config.s2s_require_encryption,
+        tls_available=manager.client_context is not None,
+        try_external=manager.try_external,
+        max_stanza_bytes=config.max_stanza_size,
+        max_depth=config.max_depth,
+    )
+    wire = _Wire(stream, config.s2s_send_timeout)
+    route.attach(neg, wire)
+    ready = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                _outbound_reader, manager, route, neg, wire, ready, nursery.cancel_scope
+            )
+            neg.start()
+            for request in route.verify_requests():
+                neg.request_verify(*request)
+            await wire.write(neg.data_to_send())
+            with trio.move_on_after(config.s2s_negotiation_timeout):
+                await ready.wait()
+            if not ready.is_set():
+                neg.close(StreamError("connection-timeout", "negotiation took too long"))
+                await _flush_quietly(wire, neg.data_to_send())
+                raise OutboundFailed(
+                    "remote-server-timeout", f"{route.remote}: negotiation timed out"
+                )
+            _check_closed(route, neg)
+            log.info(
+                "s2s out: %s -> %s authenticated (%s)", route.local, route.remote, neg.mechanism
+            )
+            await on_ready()
+            await _pump(route, neg, wire, config.s2s_idle_timeout)
+            await _flush_quietly(wire, neg.data_to_send())
+            nursery.cancel_scope.cancel()
+    except WriteTimeout as exc:
+        raise OutboundFailed("remote-server-timeout", f"{route.remote}: {exc}") from None
+    except TRANSPORT_ERRORS as exc:
+        raise OutboundFailed(
+            "remote-server-not-found", f"{route.remote}: connection lost: {exc}"
+        ) from None
+    finally:
+        route.detach()
+        await wire.aclose()
+    _check_closed(route, neg)
+
+
+def _check_closed(route: Route, neg: OutboundStream) -> None:
+    closed = neg.closed
+    if closed is not None and closed.error is not None:
+        error = closed.error
+        condition = "remote-server-timeout" if error.condition == "connection-timeout" \
+            else "remote-server-not-found"  # fmt: skip
+        raise OutboundFailed(condition, f"{route.remote}: {error}")
+
+
+async def _outbound_reader(manager: S2SManager, route: Route, neg: OutboundStream, wire: _Wire,
+                           ready: trio.Event, cancel: trio.CancelScope) -> None:  # fmt: skip
+    try:
+        while True:
+            event = neg.next_event()
+            await wire.write(neg.data_to_send())
+            if event is outbound.NEED_DATA:
+                data = await wire.receive()
+                route.touch()
+                if data:
+                    neg.receive_data(data)
+                else:
+                    neg.receive_eof()
+            elif isinstance(event, outbound.StartTLS):
+                assert manager.client_context is not None
+                await wire.start_tls(
+                    manager.client_context, server_side=False, hostname=route.remote
+                )
+                neg.tls_started()
+            elif isinstance(event, outbound.Authenticated):
+                ready.set()
+            elif isinstance(event, outbound.VerifyResult):
+                route.verified(event.receiving, event.originating, event.stream_id, event.valid)
+            elif isinstance(event, outbound.Closed):
+                break
+    except TRANSPORT_ERRORS:
+        pass
+    route.closing = True
+    ready.set()  # wakes the negotiation wait; the closed state tells what happened
+    cancel.cancel()
+
+
+async def _pump(route: Route, neg: OutboundStream, wire: _Wire, idle: float | None) -> None:
+    """Send queued stanzas; close politely after ``idle`` seconds without traffic."""
+    while not route.closing:
+        stanza: Stanza | None = None
+        with trio.CancelScope() as scope:
+            if idle is not None:
+                scope.deadline = route.last_activity + idle
+            stanza = await route.next_stanza()
+        if stanza is None:
+            if scope.cancelled_caught and not route.idle_for(idle):
+                continue  # something was read meanwhile
+            neg.close()
+            return
+        route.in_flight = stanza
+        neg.send_stanza(stanza.element)
+        await wire.write(neg.data_to_send())
+        route.in_flight = None
+        route.touch()

@@ -1,0 +1,246 @@
+"""Federation against real servers nobody here wrote: Debian's Prosody and ejabberd.
+
+Each runs as a private process on loopback under its own domain (``prosody.test`` with a
+MUC component ``rooms.prosody.test``; ``ejabberd.test``), with a config file, data
+directory and certificates (from one throwaway ``trustme`` CA) under a temporary
+directory. No DNS is involved: Casper (``casper.test``) has static routes to them, and they
+reach Casper's s2s port through a static route of their own (a small Prosody module,
+``prosody/mod_casper_static_routes.lua``; for ejabberd, an Erlang ``inetrc`` hosts entry
+plus ``outgoing_s2s_port``).
+
+The servers start once per session (sync fixtures, subprocesses); Casper starts per test,
+in-process, on a fixed s2s port chosen at session start. Tests use fresh account names so
+they don't see each other's rosters. A server that is not installed makes its tests skip:
+``apt-get install -y prosody ejabberd``.
+
+Remote users are driven with :class:`casper.testing.TestClient` over real TCP and TLS
+(PLAIN over TLS), so every test is an ordinary Trio test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trustme
+from casper.testing import TestClient, TestServer
+from casper.testing.client import closing
+
+from tests.s2s.conftest import open_server
+
+HERE = Path(__file__).parent
+CASPER = "casper.test"
+START_TIMEOUT = 30.0
+_names = itertools.count(1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "federation: runs Prosody or ejabberd subprocesses (skipped if missing)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unique(prefix: str) -> str:
+    """A fresh account name, so tests sharing a remote server don't share rosters."""
+    return f"{prefix}{os.getpid()}x{next(_names)}"
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"server did not listen on {port} in {START_TIMEOUT}s:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@dataclass
+class RemoteServer:
+    """A running Prosody or ejabberd."""
+
+    name: str
+    domain: str
+    c2s_port: int
+    s2s_port: int
+    log: Path
+    client_context: ssl.SSLContext
+    muc: str | None = None
+    users: dict[str, str] = field(default_factory=dict)
+    _add_user: Any = None
+
+    def add_user(self, local: str, password: str = "secret") -> str:
+        self._add_user(local, password)
+        self.users[local] = password
+        return f"{local}@{self.domain}"
+
+    def log_tail(self) -> str:
+        return _tail(self.log)
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def casper_s2s_port() -> int:
+    """Casper's s2s port, fixed for the session: the remote servers' routes name it."""
+    return free_port()
+
+
+def _write_cert(ca: trustme.CA, directory: Path, *domains: str) -> tuple[Path, Path]:
+    cert = ca.issue_cert(*domains)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    return cert_path, key_path
+
+
+def _client_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+# ---------------------------------------------------------------------- Prosody
+
+PROSODY_CONFIG = """\
+pidfile = "{dir}/prosody.pid"
+daemonize = false
+run_as_root = true
+data_path = "{dir}/data"
+plugin_paths = {{ "{plugins}" }}
+log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{dir}/prosody.log" }} }}
+modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping",
+                    "casper_static_routes" }}
+modules_disabled = {{ "offline" }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {c2s} }}
+s2s_ports = {{ {s2s} }}
+c2s_direct_tls_ports = {{ }}
+c2s_require_encryption = true
+s2s_require_encryption = true
+s2s_secure_auth = false
+authentication = "internal_plain"
+storage = "internal"
+allow_registration = false
+casper_static_routes = {{ ["{casper}"] = {{ "127.0.0.1", {casper_port} }} }}
+ssl = {{ certificate = "{cert}", key = "{key}" }}
+VirtualHost "prosody.test"
+Component "rooms.prosody.test" "muc"
+  restrict_room_creation = false
+"""
+
+
+def _prosody_add_user(data: Path, local: str, password: str) -> None:
+    accounts = data / "prosody%2etest" / "accounts"
+    accounts.mkdir(parents=True, exist_ok=True)
+    escaped = password.replace("\\", "\\\\").replace('"', '\\"')
+    (accounts / f"{local}.dat").write_text(f'return {{\n\t["password"] = "{escaped}";\n}};\n')
+
+
+@pytest.fixture(scope="session")
+def prosody(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA,
+            casper_s2s_port: int) -> Iterator[RemoteServer]:  # fmt: skip
+    """Prosody for ``prosody.test`` (+ MUC ``rooms.prosody.test``) on loopback."""
+    binary = shutil.which("prosody")
+    if binary is None:
+        pytest.skip("prosody is not installed (apt-get install -y prosody)")
+    directory = tmp_path_factory.mktemp("prosody")
+    (directory / "data").mkdir()
+    cert, key = _write_cert(ca, directory, "prosody.test", "rooms.prosody.test")
+    c2s, s2s = free_port(), free_port()
+    config = directory / "prosody.cfg.lua"
+    config.write_text(PROSODY_CONFIG.format(
+        dir=directory, plugins=HERE / "prosody", c2s=c2s, s2s=s2s, casper=CASPER,
+        casper_port=casper_s2s_port, cert=cert, key=key))  # fmt: skip
+    log = directory / "prosody.log"
+    with (directory / "stdout.txt").open("wb") as out:
+        process = subprocess.Popen([binary, "-F", "--config", str(config)], stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_listening(c2s, process, log)
+        wait_listening(s2s, process, log)
+        server = RemoteServer("prosody", "prosody.test", c2s, s2s, log, _client_context(ca),
+                              muc="rooms.prosody.test")  # fmt: skip
+        server._add_user = lambda local, password: _prosody_add_user(directory / "data", local, password)
+        yield server
+    finally:
+        stop(process)
+
+
+# ---------------------------------------------------------------------- Casper
+
+
+@asynccontextmanager
+async def open_casper(ca: trustme.CA, port: int, remotes: list[RemoteServer], *,
+                      accounts: tuple[str, ...] = (), **config: Any) -> AsyncIterator[TestServer]:  # fmt: skip
+    """Casper on ``casper.test`` with its s2s listener on ``port`` and static routes to
+    the given remote servers (their MUC domains included)."""
+    routes: dict[str, tuple[str, int]] = {}
+    for remote in remotes:
+        routes[remote.domain] = ("127.0.0.1", remote.s2s_port)
+        if remote.muc:
+            routes[remote.muc] = ("127.0.0.1", remote.s2s_port)
+    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+    async with open_server(ca, CASPER, listeners[0], accounts=accounts, s2s_routes=routes,
+                           **config) as server:  # fmt: skip
+        yield server
+
+
+@asynccontextmanager
+async def remote_client(remote: RemoteServer, local: str, *, resource: str = "r",
+                        presence: bool = True) -> AsyncIterator[TestClient]:  # fmt: skip
+    """A client of the remote server: STARTTLS, PLAIN, bind, then roster and presence."""
+    stream = await trio.open_tcp_stream("127.0.0.1", remote.c2s_port)
+    client = TestClient(stream, remote.domain)
+    async with closing(client):
+        await client.open_stream()
+        await client.starttls(remote.client_context)
+        await client.authenticate(local, remote.users[local], mechanism="PLAIN")
+        await client.bind(resource)
+        await client.send("<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>")
+        await client.expect(lambda e: e.get("id") == "roster1", timeout=10)
+        if presence:
+            await client.send("<presence/>")
+        yield client
