@@ -17,10 +17,12 @@ command line or a test. The TOML layout (see ``examples/casper.toml``)::
     [s2s]     enabled port require_encryption dialback_secret connect_timeout
               negotiation_timeout idle_timeout send_timeout queue_size
     [s2s.routes]  static routes: remote domain = "host:port" (instead of DNS)
+    [stream_management]  enabled resume_timeout max_unacked ack_interval
     [plugin.NAME]  settings read by plugin NAME through ``Config.plugin_config(NAME)``
 
 ``tls_port``, ``idle_timeout``, ``http.port``, ``http.ws_ping_interval``, ``s2s.dialback_secret`` and
-``s2s.idle_timeout`` are switched off with ``false`` (TOML has no null), and so are the
+``s2s.idle_timeout`` and ``stream_management.resume_timeout`` are switched off with ``false``
+(TOML has no null), and so are the
 ``[limits]`` on connections per address, stanza rate and authentication failures. Relative
 paths (``data_dir``, ``cert_file``, ``key_file``) are relative to the current directory of the
 server process, not to the config file.
@@ -112,6 +114,10 @@ _OPTIONS = (
     _Option("invisibility", "invisibility", "enabled", bool),
     _Option("invisibility_allowed", "invisibility", "allowed", tuple),
     _Option("never_hidden_from", "invisibility", "never_hidden_from", tuple),
+    _Option("sm_enabled", "stream_management", "enabled", bool),
+    _Option("sm_resume_timeout", "stream_management", "resume_timeout", int, 1, 86400, nullable=True),
+    _Option("sm_max_unacked", "stream_management", "max_unacked", int, 16, 1_000_000),
+    _Option("sm_ack_interval", "stream_management", "ack_interval", float, 0, 3600, True),
     _Option("s2s_enabled", "s2s", "enabled", bool),
     _Option("s2s_port", "s2s", "port", int, 0, 65535),
     _Option("s2s_require_encryption", "s2s", "require_encryption", bool),
@@ -173,6 +179,10 @@ class Config:
     invisibility: bool = True  # the administrator's switch: False = nobody may hide
     invisibility_allowed: tuple[str, ...] = ("*",)  # accounts or group names; "*" = everyone
     never_hidden_from: tuple[str, ...] = ()  # accounts or groups nobody may hide from
+    sm_enabled: bool = True  # XEP-0198 stream management offered to clients
+    sm_resume_timeout: int | None = 300  # seconds a broken stream may be resumed; None: never
+    sm_max_unacked: int = 5000  # stanzas awaiting the client's ack before the session ends
+    sm_ack_interval: float = 5.0  # seconds after a stanza is written until <r/> asks for an ack
     s2s_enabled: bool = False  # federation (RFC 6120 server-to-server) on or off
     s2s_port: int = 5269  # s2s listener on ``host``; 0 = any free port
     s2s_require_encryption: bool = True  # STARTTLS before anything else, both directions

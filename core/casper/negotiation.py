@@ -35,6 +35,13 @@ no trio. After binding, every top-level element passes through as :class:`Stanza
    data; ``close()`` works in any state. Once closed, input is ignored and ``next_event()``
    keeps returning that Closed.
 8. Whitespace keepalives are ignored everywhere, between streams too.
+9. Stream management (XEP-0198, namespace ``urn:xmpp:sm:3``): ``<resume/>`` comes instead of
+   a bind request and gives :class:`ResumeRequested`; ``resume_done()`` sends the caller's
+   ``<resumed/>`` and gives :class:`Resumed` (stanzas follow as after binding),
+   ``resume_failed()`` sends its ``<failed/>`` and waits for a bind request. ``<enable/>``
+   before binding gets ``<failed><unexpected-request/></failed>``. On the established stream
+   both pass through as :class:`StanzaIn`; the caller answers them. Before authentication
+   they are rejected by rule 5. The ``<sm/>`` feature is one of the extra features.
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ from xml.etree.ElementTree import Element, SubElement
 from casper import sasl
 from casper.errors import STANZAS_NS, LocalProtocolError, StanzaError, StreamError
 from casper.jid import JID, InvalidJID, prep_domain, prep_localpart, prep_resource
+from casper.stream_management import ENABLE as _SM_ENABLE
+from casper.stream_management import RESUME as _SM_RESUME
+from casper.stream_management import failed as _sm_failed
 from casper.xml import NEED_DATA, STREAM_CLOSE, STREAM_NS, NeedData, XMLStreamParser, serialize
 from casper.xml.events import StanzaReceived, StreamClosed, StreamOpened
 from casper.xml.serializer import stream_error, stream_header
@@ -108,6 +118,19 @@ class Established:
 
 
 @dataclass(frozen=True)
+class ResumeRequested:
+    """XEP-0198 ``<resume/>``: answer ``resume_done()`` or ``resume_failed()``."""
+
+    previd: str  #: the SM-ID of the stream to resume ('' if missing)
+    h: str | None  #: the client's count of our stanzas, unparsed
+
+
+@dataclass(frozen=True)
+class Resumed:
+    jid: JID  #: the resumed session's full JID; top-level elements follow as StanzaIn
+
+
+@dataclass(frozen=True)
 class StanzaIn:
     element: Element  #: a top-level element received on the established stream
 
@@ -118,7 +141,7 @@ class Closed:
 
 
 Event = (SendData | StartTLS | CredentialsNeeded | Authenticated | AuthFailed | BindRequested
-         | Established | StanzaIn | Closed)  # fmt: skip
+         | Established | ResumeRequested | Resumed | StanzaIn | Closed)  # fmt: skip
 
 
 class State(enum.Enum):
@@ -130,6 +153,7 @@ class State(enum.Enum):
     SASL_CHALLENGE = "sasl-challenge"  # SCRAM challenge sent: the final response is due
     BIND = "bind"  # authenticated stream: a bind request is due
     BIND_PENDING = "bind-pending"  # waiting for bind_done() or bind_failed()
+    RESUME_PENDING = "resume-pending"  # waiting for resume_done() or resume_failed()
     ESTABLISHED = "established"  # stanzas pass through
     CLOSED = "closed"
 
@@ -143,6 +167,8 @@ class Input(enum.Enum):
     ABORT = "abort"
     BIND_IQ = "bind-iq"
     SESSION_IQ = "session-iq"
+    SM_ENABLE = "sm-enable"
+    SM_RESUME = "sm-resume"
     ELEMENT = "element"  # any other top-level element
     STREAM_END = "stream-end"
     EOF = "eof"
@@ -150,11 +176,13 @@ class Input(enum.Enum):
     CREDENTIALS = "credentials"
     BIND_DONE = "bind-done"
     BIND_FAILED = "bind-failed"
+    RESUME_DONE = "resume-done"
+    RESUME_FAILED = "resume-failed"
     CLOSE = "close"
 
 
 _ELEMENTS = (Input.STARTTLS, Input.AUTH, Input.RESPONSE, Input.ABORT, Input.BIND_IQ,
-             Input.SESSION_IQ, Input.ELEMENT)  # fmt: skip
+             Input.SESSION_IQ, Input.SM_ENABLE, Input.SM_RESUME, Input.ELEMENT)  # fmt: skip
 _CLIENT_ONLY = {"stream-header", "stream-end", *(element.value for element in _ELEMENTS)}
 _PRE_BIND = (State.FEATURES, State.SASL_INITIAL, State.SASL_CHALLENGE, State.BIND)
 # states that read the client's input; the others wait for the caller
@@ -184,6 +212,11 @@ TRANSITIONS: dict[tuple[State, Input], str] = {
     (State.BIND_PENDING, Input.BIND_DONE): "_finish_bind",
     (State.BIND_PENDING, Input.BIND_FAILED): "_refuse_bind",
     (State.ESTABLISHED, Input.SESSION_IQ): "_answer_session",
+    # rule 9
+    (State.BIND, Input.SM_RESUME): "_request_resume",
+    (State.BIND, Input.SM_ENABLE): "_enable_too_early",
+    (State.RESUME_PENDING, Input.RESUME_DONE): "_finish_resume",
+    (State.RESUME_PENDING, Input.RESUME_FAILED): "_refuse_resume",
     **{(State.ESTABLISHED, e): "_pass" for e in _ELEMENTS if e is not Input.SESSION_IQ},
     # rule 7
     **{(state, Input.STREAM_END): "_close" for state in _READING - {State.HEADER}},
@@ -194,7 +227,8 @@ TRANSITIONS: dict[tuple[State, Input], str] = {
 
 
 _TAG_INPUTS = {_TLS + "starttls": Input.STARTTLS, _SASL + "auth": Input.AUTH,
-               _SASL + "response": Input.RESPONSE, _SASL + "abort": Input.ABORT}  # fmt: skip
+               _SASL + "response": Input.RESPONSE, _SASL + "abort": Input.ABORT,
+               _SM_ENABLE: Input.SM_ENABLE, _SM_RESUME: Input.SM_RESUME}  # fmt: skip
 _IQ_INPUTS = {_BIND + "bind": Input.BIND_IQ, _SESSION + "session": Input.SESSION_IQ}
 
 
@@ -336,6 +370,16 @@ class C2SNegotiation:
     def bind_failed(self, error: StanzaError) -> None:
         """Answer :class:`BindRequested` with an iq error; the client may try again."""
         self._dispatch(Input.BIND_FAILED, error)
+
+    def resume_done(self, jid: JID, resumed: bytes) -> None:
+        """Answer :class:`ResumeRequested`: send ``resumed`` (``<resumed/>``) and go on as
+        the session ``jid`` (rule 9)."""
+        self._dispatch(Input.RESUME_DONE, (jid, resumed))
+
+    def resume_failed(self, failure: bytes) -> None:
+        """Answer :class:`ResumeRequested` with ``failure`` (``<failed/>``); the client may
+        bind a resource instead."""
+        self._dispatch(Input.RESUME_FAILED, failure)
 
     def set_extra_features(self, elements: Iterable[Element]) -> None:
         """Set the features offered after authentication besides bind and session."""
@@ -599,6 +643,27 @@ class C2SNegotiation:
 
     def _refuse_bind(self, error: StanzaError) -> State:
         self._send(serialize(_iq_error(self._bind_id, error)))
+        return State.BIND
+
+    def _request_resume(self, event: StanzaReceived) -> State:
+        self._out.append(ResumeRequested(event.element.get("previd", ""), event.element.get("h")))
+        return State.RESUME_PENDING
+
+    def _enable_too_early(self, _event: StanzaReceived) -> State:
+        self._send(_sm_failed("unexpected-request"))  # XEP-0198 §3: only after binding
+        return State.BIND
+
+    def _finish_resume(self, payload: tuple[JID, bytes]) -> State:
+        jid, resumed = payload
+        account = JID.make(self._username, self.domain)
+        if not isinstance(jid, JID) or jid.resource is None or jid.bare != account:
+            raise LocalProtocolError(f"resume_done() needs a full JID of {account}, not {jid!r}")
+        self._send(resumed)
+        self._out.append(Resumed(jid))
+        return State.ESTABLISHED
+
+    def _refuse_resume(self, failure: bytes) -> State:
+        self._send(failure)
         return State.BIND
 
     def _answer_session(self, event: StanzaReceived) -> State:
