@@ -115,7 +115,9 @@ _OPTIONS = (
     _Option("invisibility_allowed", "invisibility", "allowed", tuple),
     _Option("never_hidden_from", "invisibility", "never_hidden_from", tuple),
     _Option("sm_enabled", "stream_management", "enabled", bool),
-    _Option("sm_resume_timeout", "stream_management", "resume_timeout", int, 1, 86400, nullable=True),
+    _Option(
+        "sm_resume_timeout", "stream_management", "resume_timeout", int, 1, 86400, nullable=True
+    ),
     _Option("sm_max_unacked", "stream_management", "max_unacked", int, 16, 1_000_000),
     _Option("sm_ack_interval", "stream_management", "ack_interval", float, 0, 3600, True),
     _Option("s2s_enabled", "s2s", "enabled", bool),

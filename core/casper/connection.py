@@ -7,6 +7,17 @@ with ``internal-server-error`` and never reaches the listener. Cancellation is r
 
 Resource handling: the stream is always closed; the session is always unbound and its
 presence cleaned up, shielded from cancellation, with a bounded time to flush.
+
+Stream management (XEP-0198; the sans-IO rules are in :mod:`casper.stream_management`):
+the reader counts the stanzas it handles and answers ``<enable/>``, ``<r/>`` and ``<a/>``;
+the writer counts what it writes into the session's unacknowledged queue and asks for an
+ack (``<r/>``) at most ``stream_management.ack_interval`` seconds after writing. When the
+transport of a resumable session breaks (reset, EOF without ``</stream:stream>``, idle
+timeout), the connection lets go of the session instead of ending it: it goes on waiting,
+bound, in :class:`casper.resumption.ResumableSessions`. A connection that sends
+``<resume/>`` instead of binding takes such a session over, retransmits what the client
+did not acknowledge, and runs it as if it had bound it. Every other end goes through
+:func:`casper.resumption.end_session`, which disposes of what the client never got.
 """
 
 from __future__ import annotations
@@ -21,14 +32,16 @@ from xml.etree.ElementTree import Element
 import trio
 
 from . import negotiation as neg
+from . import stream_management as sm
 from .dispatch import handle_client_element
 from .errors import StreamError
 from .jid import JID
 from .limits import peer_address
 from .plugins import call_safely
+from .resumption import end_session
 from .sasl import Failure
-from .session import Session
-from .stanza import Stanza
+from .session import Kept, Outgoing, Session, StreamData
+from .stanza import IQ, MESSAGE, PRESENCE, Stanza
 from .xml import serialize
 
 if TYPE_CHECKING:
@@ -38,7 +51,8 @@ log = logging.getLogger("casper.connection")
 RECEIVE_SIZE = 65536
 FLUSH_SECONDS = 5.0
 TOO_MANY_FAILURES = "too many failed attempts; try again later"
-Outgoing = Stanza | bytes
+BATCH = 256  # queued items coalesced into one write
+_STANZAS = (MESSAGE, PRESENCE, IQ)
 
 
 class Connection:
@@ -63,8 +77,15 @@ class Connection:
         )
         features = call_safely(server.pm, "casper_stream_features", [], server=server)
         core_features = [Element("{urn:xmpp:features:pre-approval}sub")]  # RFC 6121 §3.4
+        if config.sm_enabled:
+            core_features.append(sm.feature())  # XEP-0198
         self.neg.set_extra_features(core_features + [f for batch in features for f in batch or ()])
         self._final: bytes = b""
+        self.resumed: Session | None = None  # claimed by <resume/>, this connection's to run
+        self._running = False
+        self._peer_eof = False  # the transport ended without </stream:stream>
+        self._unwritten: list[Kept] = []  # taken from the outbox, never written
+        self._backlog: list[Kept] = []  # to resend first on a resumed stream
 
     # ------------------------------------------------------------------ negotiation
 
@@ -88,7 +109,9 @@ class Connection:
                 self.server.limits.auth_failed(self.peer, event.username, event.condition, now)
             elif isinstance(event, neg.BindRequested):
                 self.neg.bind_done(self._bind_jid(event.resource))
-            elif isinstance(event, neg.Established):
+            elif isinstance(event, neg.ResumeRequested):
+                await self._resume(event)
+            elif isinstance(event, neg.Established | neg.Resumed):
                 return event.jid
             elif isinstance(event, neg.Closed):
                 return None
@@ -102,6 +125,7 @@ class Connection:
         if data:
             self.neg.receive_data(data)
         else:
+            self._peer_eof = True
             self.neg.receive_eof()
 
     async def _start_tls(self) -> None:
@@ -125,27 +149,76 @@ class Connection:
         assert self.username is not None
         return JID.make(self.username, self.server.domain, resource or secrets.token_hex(6))
 
+    async def _resume(self, event: neg.ResumeRequested) -> None:
+        """XEP-0198 §5: take over a resumable session of the authenticated account."""
+        h = sm.parse_counter(event.h)
+        if not self.server.config.sm_enabled:
+            self.neg.resume_failed(sm.failed("feature-not-implemented"))
+            return
+        if h is None:
+            self.neg.resume_failed(sm.failed("bad-request"))
+            return
+        assert self.username is not None
+        account = JID.make(self.username, self.server.domain)
+        session = await self.server.resumable.claim(event.previd, account)
+        if session is None:  # unknown, expired, or another account's: all look the same
+            self.neg.resume_failed(sm.failed("item-not-found"))
+            return
+        self.resumed = session  # ours now: run it, or give it back (_give_back)
+        try:
+            resumed = session.sm.resume(h)
+        except StreamError as exc:  # handled-count-too-high
+            self.neg.close(exc)
+            return
+        self.neg.resume_done(session.jid, resumed)
+
+    async def _give_back(self) -> None:
+        """A session claimed by ``<resume/>`` but never run waits again (or ends)."""
+        session, self.resumed = self.resumed, None
+        if session is not None and not self._running and not self.server.resumable.detach(session):
+            await end_session(self.server, session)
+
     # ------------------------------------------------------------------ bound session
 
     async def run_session(self, jid: JID) -> None:
+        """Run the bound (or resumed) session until it ends or its transport breaks."""
         send, receive = trio.open_memory_channel[Outgoing](self.server.config.outbox_size)
-        session = Session(self.server, jid, send)
-        self.server.router.bind(session)
-        log.info("%s bound", jid)
+        session, self._running = self.resumed, True
+        if session is None:
+            await self._replace_previous(jid)
+            session = Session(self.server, jid, send)
+            self.server.router.bind(session)
+            log.info("%s bound", jid)
+        else:
+            session.attach(send)  # from here on stanzas queue behind the backlog
+            self._backlog = session.sm.retransmit()
+            log.info("%s resumed; resending %d stanzas", jid, len(self._backlog))
         try:
-            await self.server.session_bound(session)
+            if self.resumed is None:
+                await self.server.session_bound(session)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_loop, receive, session)
                 with trio.CancelScope() as reader_scope:
-                    nursery.start_soon(self._watch_close, session, reader_scope)
+                    nursery.start_soon(self._watch_stop, session, reader_scope)
                     await self._read_loop(session)
-                await self._end(session, send)
-                session.close()  # stops the close watcher; the writer ends once drained
-                nursery.cancel_scope.deadline = trio.current_time() + FLUSH_SECONDS
+                if _detaching(session):
+                    nursery.cancel_scope.cancel()  # what was not acknowledged is kept
+                else:
+                    await self._end(session, send)
+                    session.close()  # stops the watcher; the writer ends once drained
+                    nursery.cancel_scope.deadline = trio.current_time() + FLUSH_SECONDS
         finally:
             with trio.CancelScope(shield=True):
-                await self.server.session_ended(session)
-            log.info("%s ended", jid)
+                await self._let_go(session, send, receive)
+
+    async def _replace_previous(self, jid: JID) -> None:
+        """End a session bound to the same full JID first (RFC 6120 §7.7.2.2), so that its
+        unavailable presence goes out before the new session's available one."""
+        old = self.server.router.session_for(jid)
+        if old is not None:
+            old.close(StreamError("conflict", "replaced by a new connection"))
+            with trio.move_on_after(FLUSH_SECONDS):
+                await old.wait_ended()
 
     async def _read_loop(self, session: Session) -> None:
         idle = self.server.config.idle_timeout
@@ -155,19 +228,53 @@ class Connection:
                 if event is neg.NEED_DATA:
                     if idle is not None:
                         idle_scope.deadline = trio.current_time() + idle
-                    await self._receive()
+                    try:
+                        await self._receive()
+                    except _TRANSPORT_ERRORS:
+                        session.transport_gone()
+                        return
                     idle_scope.deadline = math.inf
                 elif isinstance(event, neg.StanzaIn):
-                    await handle_client_element(self.server, session, event.element)
-                elif isinstance(event, neg.SendData):
-                    session.deliver_nowait_bytes(event.data)
+                    element = event.element
+                    if sm.is_sm_element(element):
+                        self._stream_management(session, element)
+                        continue
+                    await handle_client_element(self.server, session, element)
+                    if element.tag in _STANZAS:
+                        session.sm.stanza_received()
+                elif isinstance(event, neg.SendData):  # counted if a stanza (a session iq's result)
+                    session.deliver_stream_data(
+                        StreamData(event.data, counted=event.data.startswith(b"<iq"))
+                    )
                 elif isinstance(event, neg.Closed):
+                    if self._peer_eof and event.error is None:
+                        session.transport_gone()  # no </stream:stream>: unfinished (XEP-0198 §7)
                     return
         if idle_scope.cancelled_caught:
-            session.close(StreamError("connection-timeout", "idle for too long"))
+            if session.resumable:  # likely a half-open connection: keep the session
+                self.neg.close(StreamError("connection-timeout", "idle for too long"))
+                session.transport_gone()
+            else:
+                session.close(StreamError("connection-timeout", "idle for too long"))
 
-    async def _watch_close(self, session: Session, reader_scope: trio.CancelScope) -> None:
-        await session.wait_close_requested()
+    def _stream_management(self, session: Session, element: Element) -> None:
+        """Answer ``<enable/>``, ``<r/>``, ``<a/>`` (and a late ``<resume/>``)."""
+        if not self.server.config.sm_enabled:
+            session.close(StreamError("unsupported-stanza-type", element.tag))
+            return
+        try:
+            answer = session.sm.receive(element)
+        except StreamError as exc:
+            session.close(exc)
+            return
+        if answer is None:
+            return
+        if answer.enabled and session.sm.resumable:
+            self.server.resumable.register(session)
+        session.deliver_stream_data(StreamData(answer.data, enables_sm=answer.enabled))
+
+    async def _watch_stop(self, session: Session, reader_scope: trio.CancelScope) -> None:
+        await session.wait_stop_requested()
         reader_scope.cancel()
 
     async def _end(self, session: Session, send: trio.MemorySendChannel[Outgoing]) -> None:
@@ -181,6 +288,28 @@ class Connection:
         self._final = self._drain_negotiation()
         send.close()
 
+    async def _let_go(self, session: Session, send: trio.MemorySendChannel[Outgoing],
+                      receive: trio.MemoryReceiveChannel[Outgoing]) -> None:  # fmt: skip
+        """After the connection's last write: detach a resumable session whose transport
+        broke, end any other; what was queued but never written is kept either way."""
+        send.close()
+        unwritten = (
+            self._unwritten + self._backlog + [i for i in _drain(receive) if _worth_keeping(i)]
+        )
+        self._unwritten, self._backlog = [], []
+        if _detaching(session):
+            session.sm.hold_first(unwritten)
+            session.release()
+            if self.server.resumable.detach(session):
+                if session.taken_over:
+                    self.neg.close(StreamError("conflict", "the session was resumed elsewhere"))
+                data = self._drain_negotiation()  # a farewell, if the peer might hear it
+                if data and not self._peer_eof:
+                    await _send_quietly(self.stream, data)
+                return
+            unwritten = []  # nobody to keep it (the server is stopping): end it now
+        await end_session(self.server, session, unwritten)
+
     def _drain_negotiation(self) -> bytes:
         chunks = []
         while True:
@@ -190,27 +319,104 @@ class Connection:
             elif event is neg.NEED_DATA or isinstance(event, neg.Closed):
                 return b"".join(chunks)
 
-    async def _write_loop(self, receive: trio.MemoryReceiveChannel[Outgoing], session: Session) -> None:
-        """Write queued stanzas, coalescing whatever is already queued into one send."""
+    async def _write_loop(
+        self, receive: trio.MemoryReceiveChannel[Outgoing], session: Session
+    ) -> None:
+        """Write the backlog (resumption), then queued items, coalescing what is already
+        queued into one send; ask for acks (``<r/>``) when stanzas wait for one."""
+        request_at = math.inf  # when to send <r/>
         try:
-            async for first in receive:
-                batch = [first]
-                while len(batch) < 256:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                if not session.discard_queued:
-                    await self.stream.send_all(b"".join(map(_encode, batch)))
+            while True:
+                batch: list[Outgoing] = []
+                if self._backlog:
+                    batch.extend(self._backlog[:BATCH])
+                    del self._backlog[:BATCH]
+                else:
+                    with trio.move_on_at(request_at) as waiting:
+                        batch = await _next_batch(receive)
+                    if not batch and not waiting.cancelled_caught:
+                        break  # the outbox was closed and is empty
+                    if not batch:  # stanzas have waited long enough for an ack
+                        await self.stream.send_all(sm.REQUEST_DATA)
+                        session.sm.request_sent()
+                        request_at = math.inf
+                        continue
+                if session.discard_queued or (session.sm.counting and session.closing is not None):
+                    self._unwritten.extend(i for i in batch if _worth_keeping(i))  # rescued
+                    continue
+                data, uncounted = self._encode(batch, session)
+                if session.sm.unrequested >= max(1, session.sm.max_unacked // 8):
+                    data += sm.REQUEST_DATA  # many wait: ask now
+                    session.sm.request_sent()
+                if not session.sm.unrequested:
+                    request_at = math.inf
+                elif request_at == math.inf:
+                    request_at = trio.current_time() + self.server.config.sm_ack_interval
+                self._unwritten = uncounted  # lost if this write fails: rescued
+                await self.stream.send_all(data)
+                self._unwritten = []
+                if session.sm.over_limit:
+                    session.close(
+                        StreamError("resource-constraint", "too many unacknowledged stanzas")
+                    )
             if self._final:
                 await self.stream.send_all(self._final)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            session.transport_lost = True
-            session.close()
+        except _TRANSPORT_ERRORS:
+            session.transport_gone()
+
+    def _encode(self, batch: list[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
+        """Serialize ``batch``, counting what the client counts (XEP-0198 rule 3); also
+        return the stanzas not counted, which only the write itself delivers."""
+        chunks, uncounted = [], []
+        for item in batch:
+            if isinstance(item, bytes):
+                chunks.append(item)
+                continue
+            if isinstance(item, Stanza):
+                chunks.append(serialize(item.element))
+            else:
+                chunks.append(item.data)
+                if item.enables_sm:
+                    session.sm.start_counting()  # every stanza after <enabled/> counts
+                    continue
+                if not item.counted:
+                    continue
+            if not session.sm.sent(item):
+                uncounted.append(item)
+        return b"".join(chunks), uncounted
 
 
-def _encode(item: Outgoing) -> bytes:
-    return item if isinstance(item, bytes) else serialize(item.element)
+async def _next_batch(receive: trio.MemoryReceiveChannel[Outgoing]) -> list[Outgoing]:
+    """The next item and whatever else is queued (up to BATCH); empty at the channel's end."""
+    try:
+        batch = [await receive.receive()]
+    except trio.EndOfChannel:
+        return []
+    while len(batch) < BATCH:
+        try:
+            batch.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return batch
+
+
+def _drain(receive: trio.MemoryReceiveChannel[Outgoing]) -> list[Outgoing]:
+    items = []
+    while True:
+        try:
+            items.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return items
+
+
+def _worth_keeping(item: Outgoing) -> bool:
+    """Stanzas outlive a stream; bytes for it don't (a counted iq answer is a stanza)."""
+    return isinstance(item, Stanza) or (isinstance(item, StreamData) and item.counted)
+
+
+def _detaching(session: Session) -> bool:
+    """Whether the connection lets go of the session rather than ending it."""
+    return session.resumable and (session.transport_lost or session.taken_over)
 
 
 async def handle_connection(server: Server, stream: trio.abc.Stream, *, secure: bool,
@@ -223,12 +429,16 @@ async def handle_connection(server: Server, stream: trio.abc.Stream, *, secure: 
         if jid is not None:
             await connection.run_session(jid)
     except trio.TooSlowError:
-        await _send_error(connection, StreamError("connection-timeout", "negotiation took too long"))
+        await _send_error(
+            connection, StreamError("connection-timeout", "negotiation took too long")
+        )
     except Exception as exc:
         if not _peer_gone(exc):
             log.exception("connection failed")
             await _send_error(connection, StreamError("internal-server-error"))
     finally:
+        with trio.CancelScope(shield=True):
+            await connection._give_back()
         with trio.move_on_after(1) as scope:
             scope.shield = True
             await _close(connection.stream)
@@ -252,6 +462,16 @@ async def _send_error(connection: Connection, error: StreamError) -> None:
         try:
             await connection.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            pass
+
+
+async def _send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
+    """Write ``data`` if the peer takes it within a second; it may be gone."""
+    with trio.move_on_after(1) as scope:
+        scope.shield = True
+        try:
+            await stream.send_all(data)
+        except (*_TRANSPORT_ERRORS, trio.BusyResourceError):
             pass
 
 

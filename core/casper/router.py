@@ -144,7 +144,15 @@ class Router:
         elif stanza.type == "groupchat":
             await self.bounce(stanza, StanzaError("service-unavailable"))
 
-    async def _message_to_bare(self, stanza: Stanza, account: JID) -> None:
+    async def redeliver(self, stanza: Stanza, account: JID) -> None:
+        """Route a message a session took but whose client never acknowledged it (XEP-0198
+        §4; the session is unbound): to the account's sessions by the bare-JID rules, else
+        the offline-equivalent path, which bounces ``recipient-unavailable`` if nothing
+        stores it (the offline answer where a filter says the sender must see offline)."""
+        await self._message_to_bare(stanza, account, refusal="recipient-unavailable")
+
+    async def _message_to_bare(self, stanza: Stanza, account: JID,
+                               refusal: str = "service-unavailable") -> None:  # fmt: skip
         msg_type = stanza.type or "normal"
         if msg_type == "groupchat":
             await self.bounce(stanza, StanzaError("service-unavailable"))
@@ -162,14 +170,19 @@ class Router:
         elif verdicts and all(isinstance(v, Drop) for v in verdicts):
             return
         elif msg_type in ("normal", "chat"):
-            await self.as_offline(stanza, account)
+            await self.as_offline(stanza, account, refusal=refusal)
 
-    async def as_offline(self, stanza: Stanza, account: JID) -> None:
+    async def as_offline(self, stanza: Stanza, account: JID, *,
+                         refusal: str = "service-unavailable") -> None:  # fmt: skip
         """The offline-equivalent answer: what an account with no session gets.
 
         Used for offline accounts, and for anyone an account is hidden from or blocks.
+        :param refusal: the error for a message nothing stores, unless a filter asked for
+            the offline answer (which is always ``service-unavailable``).
         """
         verdict = self.filter_incoming(stanza, account, None)
+        if verdict is not None:
+            refusal = "service-unavailable"
         if verdict is not None and not isinstance(verdict, OfflineEquivalent):
             await self.apply(verdict, stanza)
             return
@@ -185,7 +198,7 @@ class Router:
                     return
                 except Exception:
                     log.exception("offline storage failed for %s", account)
-            await self.bounce(stanza, StanzaError("service-unavailable"))
+            await self.bounce(stanza, StanzaError(refusal))
         elif stanza.kind == "iq" and stanza.type in ("get", "set"):
             await self.bounce(stanza, StanzaError("service-unavailable"))
 

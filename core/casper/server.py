@@ -33,6 +33,7 @@ from .plugins import (
 )
 from .policy import InvisibilityPolicy
 from .presence import PresenceService
+from .resumption import ResumableSessions
 from .roster import Rosters
 from .router import Router
 from .s2s import S2SManager
@@ -83,6 +84,7 @@ class Server:
         self.lastseen = LastSeen(self)
         self.policy = InvisibilityPolicy.from_config(config)
         self.s2s = S2SManager(self)  # federation; inert unless [s2s] enabled
+        self.resumable = ResumableSessions(self)  # XEP-0198 sessions waiting to be resumed
         self.nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ setup
@@ -256,6 +258,7 @@ async def serve(
             listeners = await _open_default_listeners(config)
         async with trio.open_nursery() as nursery:
             server.nursery = nursery
+            await nursery.start(server.resumable.serve)  # before any session can detach
             pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))
             for spec in listeners:
                 await nursery.start(serve_c2s, server, spec.listener, spec.direct_tls)

@@ -1,12 +1,18 @@
 """A bound client session: its address, presence state and outbox.
 
-The session's task (:mod:`casper.connection`) owns the receiving end of the outbox; the
-router delivers with :meth:`Session.deliver_nowait` and never awaits one recipient.
+While a connection is attached, its task (:mod:`casper.connection`) owns the receiving end
+of the outbox; the router delivers with :meth:`Session.deliver_nowait` and never awaits one
+recipient. A session can outlive its connection: with XEP-0198 resumption it stays bound
+while detached, and what is delivered to it is kept in its stream management queue
+(:attr:`Session.sm`) until a new connection takes it over or it ends for good
+(:mod:`casper.resumption`). Nothing delivered to a session is dropped here: what cannot be
+written is kept, and handed to the offline-equivalent path when the session ends.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -14,12 +20,52 @@ import trio
 from .errors import StreamError
 from .jid import JID
 from .stanza import Stanza
+from .stream_management import StreamManagement
 
 if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger("casper.session")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StreamData:
+    """Bytes for the attached stream only: never resent on another stream, never rescued."""
+
+    data: bytes
+    counted: bool = False  #: the client counts it as a stanza (a session iq's answer)
+    enables_sm: bool = False  #: ``<enabled/>``: outbound counting starts once it is written
+
+
+Outgoing = Stanza | bytes | StreamData
+Kept = Stanza | StreamData  # what the stream management queue holds
+
+
+class SessionOutbox:
+    """``await session.outbox.send(stanza)``: deliver, waiting for room instead of ending
+    the session when the outbox is full (offline delivery uses it).
+
+    :raises trio.ClosedResourceError: the session has ended, or its connection went away
+        while waiting (the stanza was not taken).
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    async def send(self, stanza: Stanza) -> None:
+        session = self._session
+        channel = session._channel
+        if session.ended:
+            raise trio.ClosedResourceError("the session has ended")
+        if channel is None or session.closing is not None:
+            await trio.lowlevel.checkpoint()
+            session._keep(stanza)
+            return
+        try:
+            await channel.send(stanza)
+        except trio.BrokenResourceError:
+            raise trio.ClosedResourceError("the connection went away") from None
 
 
 class Session:
@@ -33,13 +79,23 @@ class Session:
     - ``seen_by``: every entity that currently believes this session is available, i.e.
       got an available presence from it (broadcast or directed). Unavailable goes to
       exactly these and no one else, so nobody learns of a login they never saw.
+
+    Connection bookkeeping: ``closing`` (ended for good, with this stream error),
+    ``transport_lost`` (the attached connection's transport broke), ``taken_over`` (a
+    resuming connection wants it), ``ended`` (its end has been carried out).
     """
 
-    def __init__(self, server: Server, jid: JID, outbox: trio.MemorySendChannel[Stanza | bytes]) -> None:
+    def __init__(
+        self, server: Server, jid: JID, outbox: trio.MemorySendChannel[Outgoing] | None
+    ) -> None:
+        config = server.config
         self.server = server
         self.jid = jid
         self.account = jid.bare
-        self.outbox = outbox
+        self.outbox = SessionOutbox(self)
+        self.sm: StreamManagement[Kept] = StreamManagement(
+            max_unacked=config.sm_max_unacked, resume_timeout=config.sm_resume_timeout
+        )
         self.available = False
         self.initial_presence_sent = False
         self.presence: Stanza | None = None
@@ -51,42 +107,130 @@ class Session:
         self.shown_publicly = False  # was available while not hidden from the world
         self.closing: StreamError | None = None
         self.transport_lost = False
+        self.taken_over = False
         self.discard_queued = False
-        self._close_request: trio.Event = trio.Event()
+        self._channel = outbox
+        self._closed = trio.Event()  # close() was called: for the session's whole life
+        self._stop = trio.Event()  # the attached connection is asked to stop
+        self._released = trio.Event()  # the attached connection let go of the session
+        self._ended = trio.Event()  # its end has been carried out
         self._plugin_state: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<Session {self.jid} available={self.available}>"
 
+    @property
+    def attached(self) -> bool:
+        """Whether a connection is writing for this session now."""
+        return self._channel is not None
+
+    @property
+    def ended(self) -> bool:
+        """Whether the session's end has been carried out (it is unbound, for good)."""
+        return self._ended.is_set()
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a broken connection leaves the session waiting to be resumed."""
+        return self.sm.resumable and self.closing is None and not self.ended
+
     # -------------------------------------------------------------- delivery
 
     def deliver_nowait(self, stanza: Stanza) -> None:
-        """Queue ``stanza`` for this client; a full outbox ends the session."""
-        if self.closing is not None:
+        """Queue ``stanza`` for this client; a full outbox ends the session.
+
+        Without a writable connection (detached, or ending) the stanza is kept, and
+        disposed of when the session ends (:func:`casper.resumption.rescue`).
+        """
+        if self.ended:
+            log.debug("%s: stanza %s delivered after the session ended", self.jid, stanza.id)
+            return
+        if self.closing is not None or self._channel is None:
+            self._keep(stanza)
             return
         self._put(stanza)
 
-    def _put(self, item: Stanza | bytes) -> None:
+    def deliver_nowait_bytes(self, data: bytes) -> None:
+        """Queue raw stream bytes (negotiation answers) behind the queued stanzas."""
+        self.deliver_stream_data(StreamData(data))
+
+    def deliver_stream_data(self, item: StreamData) -> None:
+        """Queue bytes for the attached stream; dropped if there is none."""
+        if self._channel is not None:
+            self._put(item if item.counted or item.enables_sm else item.data)
+
+    def _put(self, item: Outgoing) -> None:
+        assert self._channel is not None
         try:
-            self.outbox.send_nowait(item)
+            self._channel.send_nowait(item)
         except trio.WouldBlock:
             log.warning("%s: outbox full, closing the session", self.jid)
             self.close(StreamError("resource-constraint", "too many queued stanzas"))
+            self._keep(item)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            self._keep(item)
 
-    def deliver_nowait_bytes(self, data: bytes) -> None:
-        """Queue raw stream bytes (negotiation answers) behind the queued stanzas."""
-        self._put(data)
+    def _keep(self, item: Outgoing) -> None:
+        """Keep a stanza that cannot be written now (bytes for a dead stream go)."""
+        if isinstance(item, Stanza) or (isinstance(item, StreamData) and item.counted):
+            self.sm.hold(item)
+            if self.sm.over_limit:
+                self.close(StreamError("resource-constraint", "too many stanzas kept"))
+
+    # -------------------------------------------------------------- connection
 
     def close(self, error: StreamError | None = None) -> None:
-        """Ask the session's task to end the stream (with ``error`` if given)."""
+        """End the session for good (with ``error`` for the client, if given)."""
         if self.closing is None:
             self.closing = error or StreamError("reset")
-            self._close_request.set()
+            self._closed.set()
+            self._stop.set()
 
-    async def wait_close_requested(self) -> None:
-        await self._close_request.wait()
+    def transport_gone(self) -> None:
+        """The attached connection's transport broke: stop writing, keep what comes."""
+        self.transport_lost = True
+        self._channel = None
+        self._stop.set()
+
+    def take_over(self) -> None:
+        """Ask the attached connection to let go: a new one resumes the session."""
+        self.taken_over = True
+        self._stop.set()
+
+    def attach(self, outbox: trio.MemorySendChannel[Outgoing]) -> None:
+        """A (new) connection writes for the session from now on."""
+        self._channel = outbox
+        self.transport_lost = self.taken_over = False
+        self._stop, self._released = trio.Event(), trio.Event()
+        if self.closing is not None:
+            self._stop.set()
+
+    def release(self) -> None:
+        """The attached connection let go: nothing more is written for it."""
+        self._channel = None
+        self._released.set()
+
+    def mark_ended(self) -> None:
+        """Its end has been carried out (:func:`casper.resumption.end_session`)."""
+        self._channel = None
+        self._released.set()
+        self._ended.set()
+
+    async def wait_ended(self) -> None:
+        """Return once the session's end has been carried out."""
+        await self._ended.wait()
+
+    async def wait_stop_requested(self) -> None:
+        """Return once the attached connection should stop (close, break, take-over)."""
+        await self._stop.wait()
+
+    async def wait_closed(self) -> None:
+        """Return once :meth:`close` has been called."""
+        await self._closed.wait()
+
+    async def wait_released(self) -> None:
+        """Return once the attached connection has let go of the session."""
+        await self._released.wait()
 
     # -------------------------------------------------------------- plugin state
 

@@ -70,7 +70,10 @@ def test_markdown_has_the_matrix(outputs: dict[str, Path]) -> None:
     text = outputs["md"].read_text()
     assert "| check | `none` | `privacy-lists` |" in text
     assert "### A second resource, also invisible" in text
-    assert "| software version of the full JID (`iq-version`) | **LEAKS** 3/3 | **LEAKS** 3/3 |" in text
+    assert (
+        "| software version of the full JID (`iq-version`) | **LEAKS** 3/3 | **LEAKS** 3/3 |"
+        in text
+    )
     assert re.search(
         r"\| visible to friend only · user and contact can chat both ways · friend \| works \| works \|",
         text,

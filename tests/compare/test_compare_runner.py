@@ -117,14 +117,17 @@ async def test_invisible_after_online_room_and_contacts() -> None:
         assert report.cell(f"{base}in-room/user", strategy).verdict == "fails"
 
 
-async def test_invisible_command_leaves_rooms_on_invisible() -> None:
+async def test_invisible_command_rooms_and_chat_with_the_shown_contact() -> None:
+    report = await compare(["visible-to-contact", "invisible-after-online"], ["invisible-command"])
     # XEP-0186 invisibility after being online withdraws directed presence too: the room
     # sees the user leave, as it would see an offline account leave
-    report = await compare(["invisible-after-online"], ["invisible-command"])
     base = "invisible-after-online/after-going-invisible/"
     cell = report.cell(f"{base}room-occupancy/stranger", "invisible-command")
     assert cell.verdict == "hidden", cell
     assert report.cell(f"{base}in-room/user", "invisible-command").verdict == "fails"
+    # the contact the user showed itself to (directed presence) reaches it at the bare JID
+    chat = report.cell("visible-to-contact/visible-to-friend-only/chat/friend", "invisible-command")
+    assert chat.verdict == "works", chat
 
 
 async def test_combination_runs_both_plugins_and_every_column_has_its_flows() -> None:

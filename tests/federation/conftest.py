@@ -19,6 +19,7 @@ Remote users are driven with :class:`casper.testing.TestClient` over real TCP an
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import os
 import shutil
@@ -38,6 +39,7 @@ import trustme
 from casper.testing import TestClient, TestServer
 from casper.testing.client import closing
 
+from tests.federation.fakedns import FakeDNS, fake_dns
 from tests.s2s.conftest import open_server
 
 HERE = Path(__file__).parent
@@ -107,9 +109,12 @@ class RemoteServer:
     muc: str | None = None
     users: dict[str, str] = field(default_factory=dict)
     _add_user: Any = None
+    register_in_band: bool = False  # accounts are created by the first login (XEP-0077)
+    _registered: set[str] = field(default_factory=set)
 
     def add_user(self, local: str, password: str = "secret") -> str:
-        self._add_user(local, password)
+        if self._add_user is not None:
+            self._add_user(local, password)
         self.users[local] = password
         return f"{local}@{self.domain}"
 
@@ -120,6 +125,16 @@ class RemoteServer:
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def dns_server(casper_s2s_port: int) -> Iterator[FakeDNS]:
+    """A DNS server with ``_xmpp-server._tcp.casper.test`` -> ``casper.test:PORT`` and
+    ``casper.test`` -> 127.0.0.1."""
+    with fake_dns() as server:
+        server.srv[f"_xmpp-server._tcp.{CASPER}"] = [(0, 0, casper_s2s_port, "127.0.0.1")]
+        server.a[CASPER] = "127.0.0.1"
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -209,6 +224,94 @@ def prosody(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA,
         stop(process)
 
 
+# ---------------------------------------------------------------------- ejabberd
+
+EJABBERD_CONFIG = """\
+hosts:
+  - ejabberd.test
+loglevel: debug
+log_rotate_count: 0
+certfiles:
+  - {dir}/server.pem
+listen:
+  - port: {c2s}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls_required: true
+  - port: {s2s}
+    ip: "127.0.0.1"
+    module: ejabberd_s2s_in
+s2s_use_starttls: required
+outgoing_s2s_port: {casper_port}
+outgoing_s2s_families: [ipv4]
+s2s_dns_timeout: 2
+s2s_dns_retries: 1
+auth_method: internal
+auth_password_format: plain
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  register:
+    allow: all
+  local:
+    allow: local
+modules:
+  mod_roster: {{}}
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_s2s_dialback: {{}}
+  mod_register:
+    access: register
+    ip_access: all
+"""
+
+
+@pytest.fixture(scope="session")
+def ejabberd(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA, casper_s2s_port: int,
+             dns_server: FakeDNS) -> Iterator[RemoteServer]:  # fmt: skip
+    """ejabberd for ``ejabberd.test`` on loopback; it finds ``casper.test`` by asking the
+    tests' DNS server (Erlang ``inetrc``) for SRV and A records. Users sign up in-band."""
+    erl = shutil.which("erl")
+    if erl is None or not Path("/usr/sbin/ejabberdctl").exists():
+        pytest.skip("ejabberd is not installed (apt-get install -y ejabberd)")
+    directory = tmp_path_factory.mktemp("ejabberd")
+    cert = ca.issue_cert("ejabberd.test", not_after=datetime.datetime.now(datetime.UTC)
+                         + datetime.timedelta(days=30))  # fmt: skip
+    cert.private_key_and_cert_chain_pem.write_to_path(str(directory / "server.pem"))
+    c2s, s2s = free_port(), free_port()
+    config = directory / "ejabberd.yml"
+    config.write_text(EJABBERD_CONFIG.format(dir=directory, c2s=c2s, s2s=s2s,
+                                             casper_port=casper_s2s_port))  # fmt: skip
+    # inet_res (DNS only) finds casper.test: at this test's own DNS server
+    (directory / "inetrc").write_text(
+        '{resolv_conf, ""}.\n{hosts_file, ""}.\n'  # first: they reset the nameservers
+        f"{{nameserver, {{127,0,0,1}}, {dns_server.port}}}.\n{{lookup, [dns]}}.\n"
+    )
+    (directory / "logs").mkdir()
+    node = f"casperfed{os.getpid()}@localhost"
+    env = {**os.environ, "EJABBERD_CONFIG_PATH": str(config), "HOME": str(directory),
+           "EJABBERD_LOG_PATH": str(directory / "logs" / "ejabberd.log"),
+           "ERL_INETRC": str(directory / "inetrc"), "ERL_LIBS": "/usr/lib/x86_64-linux-gnu",
+           "ERL_CRASH_DUMP": str(directory / "logs" / "erl_crash.dump")}  # fmt: skip
+    # erl execs the VM itself, so this process is ejabberd (no su, no epmd: a fixed
+    # distribution port instead), and terminate() stops it cleanly
+    command = [erl, "-sname", node, "-erl_epmd_port", str(free_port()), "-start_epmd", "false",
+               "-mnesia", "dir", f'"{directory / "spool"}"', "-s", "ejabberd", "-noinput"]  # fmt: skip
+    log = directory / "logs" / "ejabberd.log"
+    with (directory / "stdout.txt").open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env, cwd=directory)  # fmt: skip
+    try:
+        wait_listening(c2s, process, log)
+        wait_listening(s2s, process, log)
+        server = RemoteServer("ejabberd", "ejabberd.test", c2s, s2s, log, _client_context(ca))
+        server.register_in_band = True
+        yield server
+    finally:
+        stop(process)
+
+
 # ---------------------------------------------------------------------- Casper
 
 
@@ -237,6 +340,9 @@ async def remote_client(remote: RemoteServer, local: str, *, resource: str = "r"
     async with closing(client):
         await client.open_stream()
         await client.starttls(remote.client_context)
+        if remote.register_in_band and local not in remote._registered:
+            await _register(client, local, remote.users[local])
+            remote._registered.add(local)
         await client.authenticate(local, remote.users[local], mechanism="PLAIN")
         await client.bind(resource)
         await client.send("<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>")
@@ -244,3 +350,12 @@ async def remote_client(remote: RemoteServer, local: str, *, resource: str = "r"
         if presence:
             await client.send("<presence/>")
         yield client
+
+
+async def _register(client: TestClient, local: str, password: str) -> None:
+    await client.send(
+        "<iq type='set' id='reg1'><query xmlns='jabber:iq:register'>"
+        f"<username>{local}</username><password>{password}</password></query></iq>"
+    )
+    reply = await client.expect(lambda e: e.get("id") == "reg1", timeout=10)
+    assert reply.get("type") == "result", reply.attrib

@@ -5,9 +5,17 @@ by ``node`` on ``tests/transports/js/chat.mjs``: two of them log in, see each ot
 presence, exchange a message each way, and one logs out while the other sees it go. The
 script prints one JSON line, checked here.
 
+``js/invisible.mjs`` makes one of them go invisible with a strategy plugin it can speak
+(XEP-0186 ``<invisible/>``, directed presence after ``<presence type='unavailable'/>``, or
+XEP-0018 ``type='invisible'``) while two contacts watch: both get unavailable, one still
+chats with it by full JIDs and is shown it by directed presence, the other sees nothing more,
+not even its logout.
+
 The browser test serves converse.js (the web chat client) on localhost and drives it in
 Debian's headless chromium through playwright-core (``js/converse.mjs``): log in over
-WebSocket or BOSH, see a contact online, receive and send a message, take a screenshot.
+WebSocket or BOSH, see a contact online, receive and send a message, take a screenshot, go
+invisible through converse's own API (XEP-0186 over WebSocket, an unavailable presence over
+BOSH), still chat with the contact, who saw it go, and take a second screenshot.
 
 Setup (what ``.ci/run`` does)::
 
@@ -22,6 +30,8 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -30,6 +40,8 @@ from casper.storage.base import RosterItem
 
 from tests.transports.clients import http_request
 from tests.transports.conftest import HOST, Web
+
+MakeWeb = Callable[..., AbstractAsyncContextManager[Web]]
 
 JS = Path(__file__).with_name("js")
 NODE_TIMEOUT = 60
@@ -118,6 +130,60 @@ async def test_node_clients_chat(web: Web, romeo: tuple[str, str], juliet: tuple
     await wait_all_gone(web)
 
 
+# (strategy plugin, romeo who hides, juliet who is shown, benvolio who is hidden from)
+INVISIBLE = [
+    pytest.param("invisible-command", ("xmpp.js", "websocket"), ("xmpp.js", "websocket"),
+                 ("strophe", "bosh"), id="xep0186-xmppjs-ws"),
+    pytest.param("directed-presence", ("strophe", "bosh"), ("strophe", "bosh"),
+                 ("xmpp.js", "websocket"), id="directed-strophe-bosh"),
+    pytest.param("invisible-command", ("strophe", "websocket"), ("strophe", "bosh"),
+                 ("xmpp.js", "websocket"), id="xep0186-strophe-ws"),
+    pytest.param("directed-presence", ("xmpp.js", "websocket"), ("xmpp.js", "websocket"),
+                 ("strophe", "bosh"), id="directed-xmppjs-ws"),
+    pytest.param("xep0018", ("strophe", "bosh"), ("xmpp.js", "websocket"),
+                 ("strophe", "websocket"), id="xep0018-strophe-bosh"),
+]  # fmt: skip
+
+
+@needs_node
+@pytest.mark.parametrize(("strategy", "romeo", "juliet", "benvolio"), INVISIBLE)
+async def test_node_client_goes_invisible(
+    make_web: MakeWeb,
+    strategy: str,
+    romeo: tuple[str, str],
+    juliet: tuple[str, str],
+    benvolio: tuple[str, str],
+) -> None:
+    """romeo hides with ``strategy``; juliet, shown to later, and benvolio watch."""
+    async with make_web(plugins=(strategy,)) as web:
+        await _contacts(web, "romeo", "juliet")
+        await _contacts(web, "romeo", "benvolio")
+        result = await run_node("invisible.mjs", {
+            "domain": web.domain,
+            "strategy": strategy,
+            "health": f"http://{HOST}:{web.port}/health",
+            "romeo": _actor(web, *romeo, "romeo"),
+            "juliet": _actor(web, *juliet, "juliet"),
+            "benvolio": _actor(web, *benvolio, "benvolio"),
+        })  # fmt: skip
+        r, j, b = result["romeo"], result["juliet"], result["benvolio"]
+        assert j["sawPresenceFrom"] == b["sawPresenceFrom"] == r["jid"]
+        # going invisible: everyone who saw romeo gets unavailable
+        assert j["sawUnavailableFrom"] == b["sawUnavailableFrom"] == r["jid"]
+        # invisible, romeo still chats with juliet by full JIDs
+        assert r["received"] == {"from": j["jid"], "to": r["jid"], "body": "Are you still there?"}
+        assert j["received"] == {"from": r["jid"], "body": "Only for you."}
+        # shown to juliet: she sees him online, then his logout; benvolio sees nothing more
+        assert j["sawDirectedFrom"] == j["sawLogoutFrom"] == r["jid"]
+        seen = [(p["from"], p["type"]) for p in j["presencesFromRomeo"]]
+        assert seen == [(r["jid"], "unavailable"), (r["jid"], "available"), (r["jid"], "unavailable")]
+        assert [(p["from"], p["type"]) for p in b["presencesFromRomeo"]] == [(r["jid"], "unavailable")]
+        if strategy == "directed-presence":
+            bare_romeo = r["jid"].split("/")[0]
+            assert r["receivedBare"] == {"from": j["jid"], "to": bare_romeo, "body": "To your bare JID"}
+        await wait_all_gone(web)
+
+
 async def wait_all_gone(web: Web) -> None:
     """Every session the clients opened ends (their logout reached the server)."""
     with trio.fail_after(10):
@@ -130,18 +196,36 @@ async def wait_all_gone(web: Web) -> None:
 
 
 @needs_browser
-@pytest.mark.parametrize("transport", ["websocket", "bosh"])
-async def test_converse_in_headless_chromium(web: Web, transport: str, tmp_path: Path) -> None:
-    await _contacts(web, "romeo", "juliet")
-    screenshot = tmp_path / f"converse-{transport}.png"
-    config = {"domain": web.domain, "transport": transport, "websocket": web.ws_url,
-              "bosh": web.bosh_url, "screenshot": str(screenshot), "chromium": CHROMIUM,
-              "tmp": str(tmp_path)}  # fmt: skip
-    result = await run_node("converse.mjs", config, timeout=120)
-    assert result["julietReceived"] == {
-        "from": "romeo@localhost/converse",
-        "body": "Typed in converse.js",
-    }
-    assert any(m["body"] == "Answer from xmpp.js" for m in result["converseReceived"])
-    assert screenshot.stat().st_size > 10_000  # a real picture of the chat
-    await wait_all_gone(web)
+@pytest.mark.parametrize(
+    ("transport", "strategy"),
+    [
+        pytest.param("websocket", "invisible-command", id="websocket-xep0186"),
+        pytest.param("bosh", "directed-presence", id="bosh-directed"),
+    ],
+)
+async def test_converse_in_headless_chromium(
+    make_web: MakeWeb, transport: str, strategy: str, tmp_path: Path
+) -> None:
+    async with make_web(plugins=(strategy,)) as web:
+        await _contacts(web, "romeo", "juliet")
+        screenshot = tmp_path / f"converse-{transport}.png"
+        invisible = tmp_path / f"converse-{transport}-invisible.png"
+        config = {"domain": web.domain, "transport": transport, "strategy": strategy,
+                  "websocket": web.ws_url, "bosh": web.bosh_url,
+                  "health": f"http://{HOST}:{web.port}/health", "screenshot": str(screenshot),
+                  "screenshotInvisible": str(invisible), "chromium": CHROMIUM,
+                  "tmp": str(tmp_path)}  # fmt: skip
+        result = await run_node("converse.mjs", config, timeout=120)
+        romeo = "romeo@localhost/converse"
+        assert result["julietReceived"] == {"from": romeo, "body": "Typed in converse.js"}
+        received = [(m["from"], m["body"]) for m in result["converseReceived"]]
+        assert ("juliet@localhost/xmppjs", "Answer from xmpp.js") in received
+        # invisible: juliet saw romeo go, and nothing after (not even his logout)...
+        assert result["julietSawUnavailableFrom"] == romeo
+        assert result["julietPresencesFromRomeo"] == [{"from": romeo, "type": "unavailable"}]
+        # ...but they still chat: her message to his full JID shows in the page, his answer reaches her
+        assert ("juliet@localhost/xmppjs", "Still there, invisible?") in received
+        assert result["julietReceivedWhileInvisible"] == {"from": romeo, "body": "Yes, only for you"}
+        for picture in (screenshot, invisible):
+            assert picture.stat().st_size > 10_000  # a real picture of the chat
+        await wait_all_gone(web)

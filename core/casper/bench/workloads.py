@@ -87,13 +87,17 @@ class Bench:
 
     async def connect(self, index: int, resource: str) -> BenchClient:
         """Log in as account ``index`` with ``resource``, within ``step_timeout`` seconds."""
+        return await self.connect_as(self.accounts.username(index), resource)
+
+    async def connect_as(self, username: str, resource: str) -> BenchClient:
+        """Log in as ``username`` with ``resource``, within ``step_timeout`` seconds."""
         target = self.target
         with trio.fail_after(self.step_timeout):
             return await login(
                 target.host,
                 target.port,
                 target.domain,
-                self.accounts.username(index),
+                username,
                 self.accounts.password,
                 ssl_context=self.ssl_context,
                 resource=resource,
@@ -374,3 +378,71 @@ async def measure_idle(
         figures["rss_after_kb"] = after
         figures["kb_per_idle_connection"] = (after - before) / connections
     return figures
+
+
+# -- latency at a fixed rate ----------------------------------------------------------------------
+
+async def _receive_count(
+    receiver: BenchClient, sender_jid: str, count: int, latencies: list[int], gap_timeout: float
+) -> None:
+    window = trio.Semaphore(count)  # never waited on: the rate, not a window, paces senders
+    await _receive_messages(receiver, sender_jid, count, window, latencies, gap_timeout)
+
+
+async def measure_rate(
+    bench: Bench,
+    *,
+    pairs: int,
+    rate: float,
+    seconds: float,
+    concurrency: int = 10,
+) -> dict[str, float]:
+    """Send ``rate`` messages a second for ``seconds``, spread over ``pairs`` pairs; time each.
+
+    Open loop: one task sends each message when it is due, whether or not earlier ones
+    have arrived, round-robin over the pairs, so the latency is measured at a load
+    the server does not choose. A message's latency runs from its actual send (the body's
+    timestamp). Figures: ``rate_p50_ms``/``rate_p99_ms``/``rate_max_ms`` and
+    ``rate_achieved_per_s`` (sent per second; below ``rate`` when the bench fell behind).
+    """
+    clients = await open_clients(bench, 2 * pairs, concurrency, "rate")
+    total = max(pairs, round(rate * seconds))
+    per_pair = [total // pairs + (1 if i < total % pairs else 0) for i in range(pairs)]
+    latencies: list[int] = []
+    try:
+        senders, receivers = clients[0::2], clients[1::2]
+        heads = [
+            f"<message to='{escape_attr(r.jid or '')}' type='chat'><body>".encode()
+            for r in receivers
+        ]
+        tail = b"</body></message>"
+        async with trio.open_nursery() as nursery:
+            for sender, receiver, count in zip(senders, receivers, per_pair, strict=True):
+                assert sender.jid is not None
+                nursery.start_soon(_watch_bounces, sender)
+            async with trio.open_nursery() as readers:
+                for sender, receiver, count in zip(senders, receivers, per_pair, strict=True):
+                    readers.start_soon(_receive_count, receiver, sender.jid, count, latencies,
+                                       bench.step_timeout)  # fmt: skip
+                started = trio.current_time()
+                sent = 0
+                while sent < total:
+                    due = min(total, int((trio.current_time() - started) * rate) + 1)
+                    while sent < due:
+                        pair = sent % pairs
+                        body = b"%s%d%s" % (heads[pair], time.perf_counter_ns(), tail)
+                        await senders[pair].send(body)
+                        sent += 1
+                    await trio.sleep_until(started + sent / rate)
+                send_time = trio.current_time() - started
+            nursery.cancel_scope.cancel()  # the bounce watchers
+    finally:
+        await close_all(clients)
+    latencies.sort()
+    return {
+        "rate_target_per_s": rate,
+        "rate_achieved_per_s": total / max(send_time, 1e-9),
+        "rate_p50_ms": percentile(latencies, 50) / 1e6,
+        "rate_p99_ms": percentile(latencies, 99) / 1e6,
+        "rate_max_ms": latencies[-1] / 1e6,
+    }

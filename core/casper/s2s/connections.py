@@ -16,6 +16,7 @@ import logging
 import math
 import ssl
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
@@ -104,14 +105,13 @@ async def handle_inbound(manager: S2SManager, stream: trio.abc.Stream) -> None:
             peer = neg.peer_domain or peer
             await _flush_quietly(wire, neg.data_to_send())
             nursery.cancel_scope.cancel()
-    except TRANSPORT_ERRORS:
-        pass
-    except WriteTimeout as exc:
-        log.warning("s2s in from %s: %s; dropped", neg.peer_domain, exc)
-    except Exception:
-        log.exception("s2s in from %s failed", neg.peer_domain)
-        neg.close(StreamError("internal-server-error"))
-        await _flush_quietly(wire, neg.data_to_send())
+    except Exception as exc:
+        if _only(exc, WriteTimeout):
+            log.warning("s2s in from %s: the peer stopped reading; dropped", neg.peer_domain)
+        elif not _only(exc, *TRANSPORT_ERRORS):
+            log.exception("s2s in from %s failed", neg.peer_domain)
+            neg.close(StreamError("internal-server-error"))
+            await _flush_quietly(wire, neg.data_to_send())
     finally:
         manager.inbound_closed(neg)
         await wire.aclose()
@@ -129,7 +129,10 @@ async def _inbound_loop(manager: S2SManager, neg: InboundStream, wire: _Wire,
         valid = await manager.verify(request.receiving, request.originating,
                                      request.stream_id, request.key)  # fmt: skip
         neg.dialback_result(request.originating, request.receiving, valid)
-        await wire.write(neg.data_to_send())
+        try:
+            await wire.write(neg.data_to_send())
+        except (WriteTimeout, *TRANSPORT_ERRORS):
+            scope.cancel()  # the reader finds out too
 
     while True:
         event = neg.next_event()
@@ -158,6 +161,13 @@ async def _inbound_loop(manager: S2SManager, neg: InboundStream, wire: _Wire,
             await manager.receive(event.element, event.from_, event.to)
         elif isinstance(event, inbound.Closed):
             return
+
+
+def _only(exc: BaseException, *types: type[BaseException]) -> bool:
+    """Whether ``exc``, or every exception of a group, is one of ``types``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only(e, *types) for e in exc.exceptions)
+    return isinstance(exc, types)
 
 
 async def _flush_quietly(wire: _Wire, data: bytes) -> None:
@@ -203,41 +213,47 @@ async def run_outbound(manager: S2SManager, route: Route, stream: trio.abc.Strea
     wire = _Wire(stream, config.s2s_send_timeout)
     route.attach(neg, wire)
     ready = trio.Event()
+    failure: OutboundFailed | None = None
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                _outbound_reader, manager, route, neg, wire, ready, nursery.cancel_scope
-            )
-            neg.start()
-            for request in route.verify_requests():
-                neg.request_verify(*request)
-            await wire.write(neg.data_to_send())
-            with trio.move_on_after(config.s2s_negotiation_timeout):
-                await ready.wait()
-            if not ready.is_set():
-                neg.close(StreamError("connection-timeout", "negotiation took too long"))
-                await _flush_quietly(wire, neg.data_to_send())
-                raise OutboundFailed(
-                    "remote-server-timeout", f"{route.remote}: negotiation timed out"
-                )
-            _check_closed(route, neg)
-            log.info(
-                "s2s out: %s -> %s authenticated (%s)", route.local, route.remote, neg.mechanism
-            )
-            await on_ready()
-            await _pump(route, neg, wire, config.s2s_idle_timeout)
-            await _flush_quietly(wire, neg.data_to_send())
+            reader = partial(_outbound_reader, manager, route, neg, wire, ready, nursery.cancel_scope)
+            nursery.start_soon(reader)
+            try:
+                failure = await _negotiate_and_pump(route, neg, wire, ready, on_ready)
+            except WriteTimeout as exc:
+                failure = OutboundFailed("remote-server-timeout", f"{route.remote}: {exc}")
+            except TRANSPORT_ERRORS as exc:
+                failure = OutboundFailed("remote-server-not-found", f"{route.remote}: {exc}")
             nursery.cancel_scope.cancel()
-    except WriteTimeout as exc:
-        raise OutboundFailed("remote-server-timeout", f"{route.remote}: {exc}") from None
-    except TRANSPORT_ERRORS as exc:
-        raise OutboundFailed(
-            "remote-server-not-found", f"{route.remote}: connection lost: {exc}"
-        ) from None
     finally:
         route.detach()
         await wire.aclose()
+    failure = failure or route.reader_failure
+    if failure is not None:
+        raise failure
     _check_closed(route, neg)
+
+
+async def _negotiate_and_pump(route: Route, neg: OutboundStream, wire: _Wire, ready: trio.Event,
+                              on_ready: Callable[[], Awaitable[None]]) -> OutboundFailed | None:  # fmt: skip
+    config_timeout = route.negotiation_timeout
+    neg.start()
+    for request in route.verify_requests():
+        neg.request_verify(*request)
+    await wire.write(neg.data_to_send())
+    with trio.move_on_after(config_timeout):
+        await ready.wait()
+    if not ready.is_set():
+        neg.close(StreamError("connection-timeout", "negotiation took too long"))
+        await _flush_quietly(wire, neg.data_to_send())
+        return OutboundFailed("remote-server-timeout", f"{route.remote}: negotiation timed out")
+    if not neg.ready:
+        return None  # the stream ended during negotiation: _check_closed tells why
+    log.info("s2s out: %s -> %s authenticated (%s)", route.local, route.remote, neg.mechanism)
+    await on_ready()
+    await _pump(route, neg, wire, route.idle_timeout)
+    await _flush_quietly(wire, neg.data_to_send())
+    return None
 
 
 def _check_closed(route: Route, neg: OutboundStream) -> None:
@@ -276,6 +292,8 @@ async def _outbound_reader(manager: S2SManager, route: Route, neg: OutboundStrea
                 break
     except TRANSPORT_ERRORS:
         pass
+    except WriteTimeout as exc:
+        route.reader_failure = OutboundFailed("remote-server-timeout", f"{route.remote}: {exc}")
     route.closing = True
     ready.set()  # wakes the negotiation wait; the closed state tells what happened
     cancel.cancel()

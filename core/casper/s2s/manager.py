@@ -30,7 +30,13 @@ from casper.jid import JID
 from casper.stanza import Stanza
 
 from . import wire
-from .connections import OutboundFailed, handle_inbound, run_outbound
+from .connections import (
+    TRANSPORT_ERRORS,
+    OutboundFailed,
+    WriteTimeout,
+    handle_inbound,
+    run_outbound,
+)
 from .resolve import NoService, Resolver, open_connection
 
 if TYPE_CHECKING:
@@ -55,8 +61,12 @@ class _Waiter:
 class Route:
     """Outgoing traffic from one of our domains to one remote domain."""
 
-    def __init__(self, local: str, remote: str, queue_size: int) -> None:
+    def __init__(self, local: str, remote: str, config: Config) -> None:
         self.local, self.remote = local, remote
+        queue_size = config.s2s_queue_size
+        self.negotiation_timeout = config.s2s_negotiation_timeout
+        self.idle_timeout = config.s2s_idle_timeout
+        self.reader_failure: OutboundFailed | None = None
         self._send, self._receive = trio.open_memory_channel[Stanza](queue_size)
         self._waiters: dict[tuple[str, str, str], _Waiter] = {}
         self._neg: OutboundStream | None = None
@@ -201,7 +211,7 @@ class S2SManager:
     def _route(self, local: str, remote: str) -> Route:
         route = self._routes.get((local, remote))
         if route is None:
-            route = self._routes[(local, remote)] = Route(local, remote, self.config.s2s_queue_size)
+            route = self._routes[(local, remote)] = Route(local, remote, self.config)
             assert self._nursery is not None
             self._nursery.start_soon(self._run_route, route)
         return route
@@ -212,6 +222,7 @@ class S2SManager:
         try:
             while True:
                 route.ready = False
+                route.reader_failure = None
                 try:
                     await self._connect_and_run(route)
                 except OutboundFailed as exc:
@@ -263,7 +274,11 @@ class S2SManager:
             return False
         route = self._route(receiving, originating)
         with trio.move_on_after(self.config.s2s_negotiation_timeout):
-            valid = await route.verify(receiving, originating, stream_id, key)
+            try:
+                valid = await route.verify(receiving, originating, stream_id, key)
+            except (WriteTimeout, *TRANSPORT_ERRORS) as exc:
+                log.warning("s2s: asking %s to verify a key failed: %s", originating, exc)
+                return False
             log.info("s2s: dialback key of %s for %s is %s", originating, receiving,
                      "valid" if valid else "invalid")  # fmt: skip
             return valid

@@ -18,7 +18,7 @@ from xml.etree.ElementTree import Element, SubElement
 
 from casper.errors import STREAM_CONDITIONS, STREAMS_NS, StreamError
 from casper.jid import InvalidJID, prep_domain
-from casper.xml import STREAM_NS, escape_attr, serialize
+from casper.xml import STREAM_NS, escape_attr, escape_text, serialize
 
 SERVER_NS = "jabber:server"
 CLIENT_NS = "jabber:client"
@@ -75,15 +75,18 @@ def keys_equal(a: str, b: str) -> bool:
 
 def db_element(kind: str, *, from_: str, to: str, id: str | None = None,
                type: str | None = None, key: str | None = None) -> bytes:  # fmt: skip
-    """A ``<db:result/>`` or ``<db:verify/>`` element, serialized."""
-    attrs = {"from": from_, "to": to}
+    """A ``<db:result/>`` or ``<db:verify/>`` element, serialized with the ``db:`` prefix
+    declared in the stream header (some servers, ejabberd among them, match the prefix)."""
+    parts = [f"<db:{kind} from='{escape_attr(from_)}' to='{escape_attr(to)}'"]
     if id is not None:
-        attrs["id"] = id
+        parts.append(f" id='{escape_attr(id)}'")
     if type is not None:
-        attrs["type"] = type
-    element = Element(f"{{{DIALBACK_NS}}}{kind}", attrs)
-    element.text = key
-    return serialize(element, SERVER_NS)
+        parts.append(f" type='{escape_attr(type)}'")
+    if key:
+        parts.append(f">{escape_text(key)}</db:{kind}>")
+    else:
+        parts.append("/>")
+    return "".join(parts).encode()
 
 
 def features(*children: Element) -> bytes:

@@ -1,6 +1,9 @@
-// Thin adapters giving two third-party XMPP libraries one small interface for chat.mjs:
-//   connect(), presence(), message(to, body), waitFor(predicate, what), stop()
-// Stanzas are handed to predicates as plain objects: {name, from, to, type, body}.
+// Thin adapters giving two third-party XMPP libraries one small interface for chat.mjs and
+// invisible.mjs:
+//   connect(), presence(attrs), message(to, body), iq(type, child, xmlns), waitFor(predicate,
+//   what, since), mark(), since(mark), stop()
+// Stanzas are handed to predicates as plain objects: {name, from, to, type, body}; mark()
+// numbers the next stanza to arrive, so waitFor(..., since) and since() see only later ones.
 // xmpp.js (@xmpp/client) speaks WebSocket; strophe.js speaks BOSH or WebSocket (by URL).
 
 import xhr2 from "xhr2";
@@ -30,10 +33,16 @@ class Inbox {
     this.items.push(item);
     for (const waiter of [...this.waiters]) waiter();
   }
-  waitFor(predicate, what) {
+  mark() {
+    return this.items.length;
+  }
+  since(mark) {
+    return this.items.slice(mark);
+  }
+  waitFor(predicate, what, since = 0) {
     return new Promise((resolve, reject) => {
       const check = () => {
-        const found = this.items.find(predicate);
+        const found = this.items.slice(since).find(predicate);
         if (found) {
           this.waiters = this.waiters.filter((w) => w !== check);
           clearTimeout(timer);
@@ -42,7 +51,8 @@ class Inbox {
       };
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== check);
-        reject(new Error(`${this.label}: timed out waiting for ${what}; got ${JSON.stringify(this.items)}`));
+        const got = JSON.stringify(this.items.slice(since));
+        reject(new Error(`${this.label}: timed out waiting for ${what}; got ${got}`));
       }, STEP_MS);
       this.waiters.push(check);
       check();
@@ -50,8 +60,21 @@ class Inbox {
   }
 }
 
-export class XmppJsActor {
+class Actor {
+  waitFor(predicate, what, since = 0) {
+    return this.inbox.waitFor(predicate, what, since);
+  }
+  mark() {
+    return this.inbox.mark();
+  }
+  since(mark) {
+    return this.inbox.since(mark);
+  }
+}
+
+export class XmppJsActor extends Actor {
   constructor({ service, domain, user, password, resource }) {
+    super();
     this.options = { service, domain, username: user, password, resource };
     this.inbox = new Inbox(`xmpp.js ${user}`);
     this.library = "@xmpp/client";
@@ -75,22 +98,26 @@ export class XmppJsActor {
     this.jid = address.toString();
     return this.jid;
   }
-  async presence() {
-    await this.client.send(this.xml("presence"));
+  // attrs: {to, type}, both optional: broadcast, directed, unavailable, legacy invisible...
+  async presence(attrs = {}) {
+    await this.client.send(this.xml("presence", attrs));
   }
   async message(to, body) {
     await this.client.send(this.xml("message", { to, type: "chat" }, this.xml("body", {}, body)));
   }
-  waitFor(predicate, what) {
-    return this.inbox.waitFor(predicate, what);
+  // an IQ to the own account (no 'to'); resolves with the result, rejects on an error reply
+  async iq(type, child, xmlns) {
+    const { xml } = this;
+    await this.client.iqCaller.request(xml("iq", { type }, xml(child, { xmlns })), STEP_MS);
   }
   async stop() {
     await this.client.stop();
   }
 }
 
-export class StropheActor {
+export class StropheActor extends Actor {
   constructor({ service, domain, user, password, resource }) {
+    super();
     this.service = service;
     this.jidWanted = `${user}@${domain}/${resource}`;
     this.password = password;
@@ -141,14 +168,19 @@ export class StropheActor {
     this.jid = this.conn.jid;
     return this.jid;
   }
-  async presence() {
-    this.conn.send(this.S.$pres());
+  async presence(attrs = {}) {
+    this.conn.send(this.S.$pres(attrs));
   }
   async message(to, body) {
     this.conn.send(this.S.$msg({ to, type: "chat" }).c("body").t(body));
   }
-  waitFor(predicate, what) {
-    return this.inbox.waitFor(predicate, what);
+  async iq(type, child, xmlns) {
+    const stanza = this.S.$iq({ type }).c(child, { xmlns });
+    await new Promise((resolve, reject) => {
+      const reply = (el) => (el ? this.S.Strophe.serialize(el) : "timeout");
+      const failed = (el) => reject(new Error(`strophe: ${child} IQ failed: ${reply(el)}`));
+      this.conn.sendIQ(stanza, resolve, failed, STEP_MS);
+    });
   }
   async stop() {
     await new Promise((resolve) => {

@@ -3,8 +3,15 @@
 // WebSocket Origin check are exercised). romeo logs in through converse over WebSocket or
 // BOSH; juliet is an @xmpp/client (xmpp.js) over WebSocket. romeo sees juliet online, types a
 // message in converse's chat box that juliet receives, juliet answers and the answer shows
-// up in the page; then a screenshot. Usage: node converse.mjs '<json>' with
-//   {domain, transport: "websocket"|"bosh", websocket, bosh, screenshot, chromium}
+// up in the page; then a screenshot. Then romeo goes invisible through converse's own API,
+// the way the server's strategy plugin (config.strategy) understands:
+//   invisible-command  api.send() of <iq type='set'><invisible xmlns='urn:xmpp:invisible:1'/></iq>
+//   directed-presence  api.user.presence.send({type: "unavailable"}), staying connected
+// juliet sees him go unavailable; she still reaches his full JID and he still answers from
+// the chat box; a second screenshot; romeo logs out and juliet gets no further presence.
+// Usage: node converse.mjs '<json>' with
+//   {domain, transport: "websocket"|"bosh", strategy, websocket, bosh, health, screenshot,
+//    screenshotInvisible, chromium, tmp}
 // Prints one JSON line; exits 1 on failure.
 
 import http from "node:http";
@@ -19,6 +26,26 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.join(here, "node_modules", "converse.js", "dist");
 const result = { ok: false, steps: [], transport: config.transport };
 const step = (name) => result.steps.push(name);
+const bare = (jid) => (jid || "").split("/")[0];
+
+// run in the page: converse's own API makes the logged-in user invisible
+const HIDE = {
+  "invisible-command": () => {
+    const { api, env } = window.casper;
+    return api.send(env.stx`<iq type="set" xmlns="jabber:client"><invisible xmlns="urn:xmpp:invisible:1"/></iq>`);
+  },
+  "directed-presence": () => window.casper.api.user.presence.send({ type: "unavailable" }),
+};
+
+async function sessionsLeft(count) {
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const health = await (await fetch(config.health)).json();
+    if (health.sessions === count && health.bosh_sessions === 0) return;
+    if (Date.now() > deadline) throw new Error(`health: still ${JSON.stringify(health)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 const TYPES = { ".js": "text/javascript", ".css": "text/css", ".json": "application/json",
   ".wasm": "application/wasm", ".svg": "image/svg+xml", ".woff2": "font/woff2", ".png": "image/png" };
 
@@ -32,7 +59,7 @@ function page() {
 <link rel="stylesheet" href="/dist/converse.min.css"></head>
 <body class="converse-fullscreen"><script type="module">
   import converse from "/dist/converse.min.js";
-  window.casper = { connected: false, received: [] };
+  window.casper = { connected: false, received: [], env: converse.env };
   converse.plugins.add("casper-test", {
     initialize() {
       const api = this._converse.api;
@@ -139,9 +166,39 @@ async function main() {
     result.screenshot = config.screenshot;
     step("screenshot");
 
+    const romeo = got.from;
+    const fromRomeo = (s) => s.name === "presence" && bare(s.from) === bare(romeo);
+    const beforeHiding = juliet.mark();
+    await tab.evaluate(HIDE[config.strategy]);
+    step(`converse went invisible (${config.strategy})`);
+    const hidden = await juliet.waitFor((s) => fromRomeo(s) && s.type === "unavailable",
+      "romeo's unavailable", beforeHiding);
+    result.julietSawUnavailableFrom = hidden.from;
+    step("juliet saw romeo go");
+
+    await juliet.message(romeo, "Still there, invisible?");
+    await tab.getByText("Still there, invisible?").first().waitFor({ timeout: 15000 });
+    const beforeTyping = juliet.mark();
+    await box.fill("Yes, only for you");
+    await box.press("Enter");
+    const answer = await juliet.waitFor((s) => s.name === "message" && s.body, "romeo's invisible answer",
+      beforeTyping);
+    result.julietReceivedWhileInvisible = { from: answer.from, body: answer.body };
+    result.converseReceived = await tab.evaluate(() => window.casper.received);
+    step("messages exchanged while invisible");
+
+    await tab.getByText("Yes, only for you").first().waitFor({ timeout: 15000 });
+    await tab.screenshot({ path: config.screenshotInvisible });
+    result.screenshotInvisible = config.screenshotInvisible;
+    step("screenshot while invisible");
+
     await tab.evaluate(() => window.casper.api.user.logout());
-    const gone = (s) => s.name === "presence" && s.type === "unavailable" && s.from === got.from;
-    await juliet.waitFor(gone, "romeo's logout");
+    await sessionsLeft(1);
+    await juliet.iq("get", "query", "jabber:iq:roster"); // anything about romeo arrived before this
+    result.julietPresencesFromRomeo = juliet
+      .since(beforeHiding)
+      .filter(fromRomeo)
+      .map((s) => ({ from: s.from, type: s.type || "available" }));
     step("logged out");
     result.ok = true;
   } catch (err) {
