@@ -7,6 +7,7 @@ workload ran and produced figures, never how large they are.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,10 @@ TINY = [
     "--messages", "10",
     "--in-flight", "3",
     "--warmup", "2",
+    "--rate", "50",
+    "--rate-seconds", "0.5",
+    "--contacts", "5",
+    "--updates", "3",
     "--idle", "10",
     "--idle-concurrency", "5",
     "--timeout", "30",
@@ -38,8 +43,9 @@ def test_bench_spawned_casper_tiny_sizes_positive_figures(tmp_path: Path, capsys
     report = json.loads(out.read_text())
     assert status == 0, printed
     assert report["baseline"] == "casper"
-    assert report["ratios"] == {}
-    result = report["targets"]["casper"]
+    assert list(report["modes"]) == ["warm"]
+    assert report["modes"]["warm"]["ratios"] == {}
+    result = report["modes"]["warm"]["targets"]["casper"]
     assert result["errors"] == {}
     assert result["target"]["host"] == "127.0.0.1" and result["target"]["pid"] > 0
     figures = result["figures"]
@@ -50,6 +56,8 @@ def test_bench_spawned_casper_tiny_sizes_positive_figures(tmp_path: Path, capsys
     assert figures["logins"] == 5
     assert figures["messages"] == 2 * 10
     assert figures["idle_connections"] == 10
+    assert figures["broadcasts"] == 3 * 5
+    assert figures["rate_p50_ms"] <= figures["rate_p99_ms"]
     assert figures["message_p50_ms"] <= figures["message_p99_ms"]
     assert figures["login_p50_ms"] <= figures["login_p99_ms"]
     assert "messages/s" in printed and "KB per idle connection" in printed
@@ -87,3 +95,40 @@ def test_parse_target_address_forms(text, host, port, domain, pid) -> None:
 def test_parse_target_rejects_malformed(text) -> None:
     with pytest.raises(UsageError):
         parse_target(text)
+
+
+def test_report_ratio_is_baseline_over_peer_and_best_peer_per_direction() -> None:
+    from casper.bench.report import TargetResult, best_peer, ratios
+
+    casper = TargetResult("casper", {}, kind="casper", figures={"messages_per_s": 10.0,
+                                                                 "message_p99_ms": 4.0})
+    privacy = TargetResult("casper-privacy", {}, kind="casper",
+                           figures={"messages_per_s": 100.0, "message_p99_ms": 1.0})
+    prosody = TargetResult("prosody", {}, kind="prosody",
+                           figures={"messages_per_s": 20.0, "message_p99_ms": 8.0})
+    ejabberd = TargetResult("ejabberd", {}, kind="ejabberd",
+                            figures={"messages_per_s": 40.0, "message_p99_ms": 2.0})
+    results = [casper, privacy, prosody, ejabberd]  # fmt: skip
+
+    assert ratios(results)["prosody"] == {"messages_per_s": 0.5, "message_p99_ms": 0.5}
+    best = best_peer(results)  # another Casper is never the peer to beat
+    assert best == {"messages_per_s": ("ejabberd", 40.0), "message_p99_ms": ("ejabberd", 2.0)}
+
+
+@pytest.mark.skipif(
+    not (shutil.which("prosody") and shutil.which("erl")),
+    reason="apt-get install -y prosody ejabberd",
+)
+def test_bench_spawns_prosody_and_ejabberd_with_the_same_workloads(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+
+    status = main([*TINY, "--spawn-prosody", "--spawn-ejabberd", "--json", str(out)])
+
+    report = json.loads(out.read_text())["modes"]["warm"]
+    assert status == 0, report
+    assert set(report["targets"]) == {"casper", "prosody", "ejabberd"}
+    for name in ("prosody", "ejabberd"):
+        figures = report["targets"][name]["figures"]
+        assert figures["logins"] == 5 and figures["broadcasts"] == 3 * 5, figures
+        assert report["targets"][name]["version"].startswith(name)
+        assert "messages_per_s" in report["ratios"][name]

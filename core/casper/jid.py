@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["JID", "InvalidJID", "prep_domain", "prep_localpart", "prep_resource"]
 
@@ -174,6 +174,11 @@ class JID:
     local: str | None
     domain: str
     resource: str | None
+    # Memos, filled on first use: a JID is immutable, and parsed JIDs are shared through the
+    # parse cache, so routing computes each string form, bare JID and hash once per address.
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
+    _bare: JID | None = field(default=None, init=False, repr=False, compare=False)
+    _hash: int | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def parse(cls, text: str) -> JID:
@@ -206,7 +211,13 @@ class JID:
     @property
     def bare(self) -> JID:
         """This JID without its resource."""
-        return self if self.resource is None else JID(self.local, self.domain, None)
+        if self.resource is None:
+            return self
+        bare = self._bare
+        if bare is None:
+            bare = JID(self.local, self.domain, None)
+            object.__setattr__(self, "_bare", bare)
+        return bare
 
     @property
     def domain_jid(self) -> JID:
@@ -233,8 +244,31 @@ class JID:
         return JID(self.local, self.domain, prep_resource(resource))
 
     def __str__(self) -> str:
-        text = self.domain if self.local is None else f"{self.local}@{self.domain}"
-        return text if self.resource is None else f"{text}/{self.resource}"
+        text = self._text
+        if text is None:
+            text = self.domain if self.local is None else f"{self.local}@{self.domain}"
+            if self.resource is not None:
+                text = f"{text}/{self.resource}"
+            object.__setattr__(self, "_text", text)
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if other.__class__ is not JID:
+            return NotImplemented
+        return (
+            self.domain == other.domain  # type: ignore[attr-defined]
+            and self.local == other.local  # type: ignore[attr-defined]
+            and self.resource == other.resource  # type: ignore[attr-defined]
+        )
+
+    def __hash__(self) -> int:
+        value = self._hash
+        if value is None:
+            value = hash((self.local, self.domain, self.resource))
+            object.__setattr__(self, "_hash", value)
+        return value
 
 
 def _parse(text: str) -> JID:

@@ -153,8 +153,11 @@ class FailClosedGuard:
 
 def call_safely(pm: pluggy.PluginManager, hook_name: str, default: Any, **kwargs: Any) -> Any:
     """Call a non-privacy hook; on a crash, log the culprit and return ``default``."""
+    caller = getattr(pm.hook, hook_name)
+    if not caller.get_hookimpls():  # what pluggy would answer, without its call machinery
+        return None if caller.spec is not None and caller.spec.opts.get("firstresult") else []
     try:
-        return getattr(pm.hook, hook_name)(**kwargs)
+        return caller(**kwargs)
     except Exception as exc:
         log.error(
             "plugin %r crashed in %s", culprit(pm, hook_name, exc), hook_name, exc_info=exc

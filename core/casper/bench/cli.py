@@ -305,18 +305,29 @@ def _workload_calls(
     return {
         "login": lambda b: measure_logins(b, count=args.logins, concurrency=args.login_concurrency),
         "chat": lambda b: measure_chat(
-            b, pairs=args.pairs, messages=args.messages, in_flight=args.in_flight,
-            warmup=args.warmup, concurrency=args.login_concurrency,
-        ),  # fmt: skip
+            b,
+            pairs=args.pairs,
+            messages=args.messages,
+            in_flight=args.in_flight,
+            warmup=args.warmup,
+            concurrency=args.login_concurrency,
+        ),
         "rate": lambda b: measure_rate(
-            b, pairs=args.pairs, rate=args.rate, seconds=args.rate_seconds,
+            b,
+            pairs=args.pairs,
+            rate=args.rate,
+            seconds=args.rate_seconds,
             concurrency=args.login_concurrency,
-        ),  # fmt: skip
+        ),
         "presence": lambda b: measure_presence(
-            b, hub=provision.hub, contacts=provision.contact_accounts, count=args.contacts,
-            updates=args.updates, in_flight=args.presence_in_flight,
+            b,
+            hub=provision.hub,
+            contacts=provision.contact_accounts,
+            count=args.contacts,
+            updates=args.updates,
+            in_flight=args.presence_in_flight,
             concurrency=args.login_concurrency,
-        ),  # fmt: skip
+        ),
         "idle": lambda b: measure_idle(b, connections=args.idle, concurrency=args.idle_concurrency),
     }
 
@@ -431,7 +442,9 @@ async def _session(entry: Entry, result: TargetResult, plan: Sequence[str],
         print(f"  {result.name}: did not start: {exc}", file=sys.stderr)
 
 
-async def run(args: argparse.Namespace, specs: Sequence[TargetSpec]) -> dict[str, list[TargetResult]]:
+async def run(
+    args: argparse.Namespace, specs: Sequence[TargetSpec]
+) -> dict[str, list[TargetResult]]:
     """Measure every target in every mode; see the module doc. Returns results per mode."""
     accounts = Accounts(args.user_prefix, args.users, args.password)
     contacts = args.contacts if "presence" in args.workloads else 0

@@ -241,7 +241,7 @@ class EjabberdServer(SpawnedServer):
         url = f"http://{LOOPBACK}:{self.api_port}/api/{command}"
         request = urllib.request.Request(url, data=json.dumps(arguments).encode(), method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
                 return json.loads(response.read() or b"null")
         except OSError as exc:
             raise SpawnError(f"ejabberd API {command} failed: {exc}") from exc

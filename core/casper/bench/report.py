@@ -135,11 +135,10 @@ def to_json(
                 "targets": {r.name: asdict(r) for r in results},
                 "ratios": ratios(results),
                 "vs_best_peer": {
-                    key: {"peer": name, "value": value,
-                          "ratio": results[0].figures[key] / value}
+                    key: {"peer": name, "value": value, "ratio": results[0].figures[key] / value}
                     for key, (name, value) in best_peer(results).items()
                     if results[0].figures.get(key)
-                },  # fmt: skip
+                },
             }
             for mode, results in modes.items()
         },

@@ -48,6 +48,7 @@ from casper.jid import JID
 from casper.sasl import derive_credentials
 from casper.storage import open_storage
 from casper.storage.base import RosterItem
+from casper.storage.sqlite import SQLiteStorage
 from casper.tls import ensure_certificate
 
 LOOPBACK = "127.0.0.1"
@@ -205,7 +206,7 @@ class CasperServer(SpawnedServer):
     def _privacy(self) -> bool:
         return self.provision.privacy_items > 0
 
-    def _write_rosters(self, storage) -> None:  # noqa: ANN001 - SQLiteStorage
+    def _write_rosters(self, storage: SQLiteStorage) -> None:
         p = self.provision
         hub = str(JID.make(p.hub, self.domain))
         contacts = p.contact_accounts
@@ -214,7 +215,7 @@ class CasperServer(SpawnedServer):
             storage.put_roster_item(hub, RosterItem(contact, subscription="from"))
             storage.put_roster_item(contact, RosterItem(hub, subscription="to"))
 
-    def _write_privacy_lists(self, storage) -> None:  # noqa: ANN001 - SQLiteStorage
+    def _write_privacy_lists(self, storage: SQLiteStorage) -> None:
         text = json.dumps(privacy_list_rows(self.provision.privacy_items))
         for name in self.provision.usernames():
             jid = str(JID.make(name, self.domain))

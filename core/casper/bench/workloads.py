@@ -382,6 +382,7 @@ async def measure_idle(
 
 # -- latency at a fixed rate ----------------------------------------------------------------------
 
+
 async def _receive_count(
     receiver: BenchClient, sender_jid: str, count: int, latencies: list[int], gap_timeout: float
 ) -> None:

@@ -68,8 +68,17 @@ _RESTRICTED_CODES = _codes(
 _ENCODING_CODES = _codes("XML_ERROR_UNKNOWN_ENCODING", "XML_ERROR_INCORRECT_ENCODING")
 
 
+_CLARK_CACHE: dict[str, str] = {}
+_CLARK_CACHE_MAX = 4096  # names come from peers: bounded, the first ones seen are kept
+
+
 def _clark(name: str) -> str:
-    return "{" + name if _SEP in name else name
+    clark = _CLARK_CACHE.get(name)
+    if clark is None:
+        clark = "{" + name if _SEP in name else name
+        if len(_CLARK_CACHE) < _CLARK_CACHE_MAX:
+            _CLARK_CACHE[name] = clark
+    return clark
 
 
 def _clark_attrs(attrs: dict[str, str]) -> dict[str, str]:

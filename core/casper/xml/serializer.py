@@ -102,12 +102,23 @@ def stream_error(condition: str, text: str | None = None) -> bytes:
     return "".join(parts).encode()
 
 
+_SPLIT_CACHE: dict[str, tuple[str, str]] = {}
+_SPLIT_CACHE_MAX = 4096  # names come from peers: bounded, the first ones seen are kept
+
+
 def _split(name: str) -> tuple[str, str]:
     """Split a Clark name into (namespace, local name); ``""`` means no namespace."""
+    split = _SPLIT_CACHE.get(name)
+    if split is not None:
+        return split
     if name[:1] == "{":
         ns, _, local = name[1:].partition("}")
-        return ns, local
-    return "", name
+        split = (ns, local)
+    else:
+        split = ("", name)
+    if len(_SPLIT_CACHE) < _SPLIT_CACHE_MAX:
+        _SPLIT_CACHE[name] = split
+    return split
 
 
 def _write(out: list[str], element: Element, default_ns: str) -> None:
