@@ -216,8 +216,10 @@ class Config:
             and self.http_port in (self.port, self.tls_port)
         ):
             raise ConfigError(f"http.port {self.http_port} is already used by a c2s port")
-        if self.s2s_enabled and self.s2s_port != 0 and self.s2s_port in (
-            self.port, self.tls_port, self.http_port
+        if (
+            self.s2s_enabled
+            and self.s2s_port != 0
+            and self.s2s_port in (self.port, self.tls_port, self.http_port)
         ):
             raise ConfigError(f"s2s.port {self.s2s_port} is already used by another listener")
 
@@ -349,9 +351,9 @@ def _host_port(target: object, where: str) -> tuple[str, int]:
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         port = int(port_text) if port_text.isdigit() else -1
     else:
-        raise ConfigError(f"{where} must be \"host:port\", got {target!r}")
+        raise ConfigError(f'{where} must be "host:port", got {target!r}')
     if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
-        raise ConfigError(f"{where} must be \"host:port\" with a port in 1..65535, got {target!r}")
+        raise ConfigError(f'{where} must be "host:port" with a port in 1..65535, got {target!r}')
     return host, port
 
 

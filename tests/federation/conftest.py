@@ -28,7 +28,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,20 @@ class RemoteServer:
 
     def log_tail(self) -> str:
         return _tail(self.log)
+
+
+class RemoteSide:
+    """A :class:`RemoteServer` as the scenarios' ``Side`` (``tests/s2s/scenarios.py``)."""
+
+    def __init__(self, server: RemoteServer) -> None:
+        self.server, self.domain, self.muc = server, server.domain, server.muc
+
+    async def add_user(self, local: str) -> str:
+        return self.server.add_user(local)
+
+    def client(self, local: str, *, presence: bool = True,
+               resource: str = "r") -> AbstractAsyncContextManager[TestClient]:  # fmt: skip
+        return remote_client(self.server, local, presence=presence, resource=resource)
 
 
 @pytest.fixture(scope="session")
@@ -218,7 +232,9 @@ def prosody(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA,
         wait_listening(s2s, process, log)
         server = RemoteServer("prosody", "prosody.test", c2s, s2s, log, _client_context(ca),
                               muc="rooms.prosody.test")  # fmt: skip
-        server._add_user = lambda local, password: _prosody_add_user(directory / "data", local, password)
+        server._add_user = lambda local, password: _prosody_add_user(
+            directory / "data", local, password
+        )
         yield server
     finally:
         stop(process)
@@ -233,6 +249,7 @@ loglevel: debug
 log_rotate_count: 0
 certfiles:
   - {dir}/server.pem
+ca_file: {dir}/ca.pem
 listen:
   - port: {c2s}
     ip: "127.0.0.1"
@@ -246,6 +263,8 @@ outgoing_s2s_port: {casper_port}
 outgoing_s2s_families: [ipv4]
 s2s_dns_timeout: 2
 s2s_dns_retries: 1
+s2s_max_retry_delay: 1
+registration_timeout: infinity
 auth_method: internal
 auth_password_format: plain
 acl:
@@ -279,6 +298,7 @@ def ejabberd(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA, casper_s2
     cert = ca.issue_cert("ejabberd.test", not_after=datetime.datetime.now(datetime.UTC)
                          + datetime.timedelta(days=30))  # fmt: skip
     cert.private_key_and_cert_chain_pem.write_to_path(str(directory / "server.pem"))
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))  # verifies SASL EXTERNAL peers
     c2s, s2s = free_port(), free_port()
     config = directory / "ejabberd.yml"
     config.write_text(EJABBERD_CONFIG.format(dir=directory, c2s=c2s, s2s=s2s,

@@ -42,7 +42,7 @@ class FakeDNS:
                 continue
 
     def answer(self, query: bytes) -> bytes:
-        query_id, _flags, qdcount = struct.unpack("!HHH", query[:6])
+        query_id, _flags, _count = struct.unpack("!HHH", query[:6])
         name, offset = dns.read_name(query, 12)
         qtype = struct.unpack("!H", query[offset : offset + 2])[0]
         name = name.lower().rstrip(".")

@@ -1,26 +1,68 @@
-"""Casper <-> Prosody: messages, subscriptions, presence, probes, invisibility, MUC."""
+"""Casper <-> Prosody (Debian's package), on loopback: the shared federation scenarios
+(``tests/s2s/scenarios.py``), each invisibility strategy, and a room on Prosody's MUC."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import trustme
+from casper.testing import BUILTIN_DRIVERS, InvisibilityDriver, TestServer
 
 from tests.core.conftest import message_with_id, send_message
-from tests.federation.conftest import RemoteServer, open_casper, remote_client, unique
+from tests.federation.conftest import RemoteServer, RemoteSide, open_casper, remote_client, unique
+from tests.s2s import scenarios
 
-C = "{jabber:client}"
-TIMEOUT = 15
+pytestmark = pytest.mark.federation
+TIMEOUT = scenarios.TIMEOUT
+DRIVERS = [pytest.param(cls(), id=cls.__name__) for cls in BUILTIN_DRIVERS]
 
 
-async def test_message_both_ways(prosody: RemoteServer, ca: trustme.CA, casper_s2s_port: int) -> None:
+@pytest.fixture
+async def casper(
+    prosody: RemoteServer, ca: trustme.CA, casper_s2s_port: int
+) -> AsyncIterator[TestServer]:
+    async with open_casper(ca, casper_s2s_port, [prosody], accounts=("romeo",)) as server:
+        yield server
+
+
+async def test_message_both_ways(prosody: RemoteServer, casper: TestServer) -> None:
     alice = unique("alice")
     prosody.add_user(alice)
-    async with open_casper(ca, casper_s2s_port, [prosody], accounts=("romeo",)) as casper, \
-            casper.client("romeo", presence=True) as romeo, \
-            remote_client(prosody, alice) as remote:  # fmt: skip
+    async with (
+        casper.client("romeo", presence=True) as romeo,
+        remote_client(prosody, alice) as remote,
+    ):
         msg = await send_message(romeo, f"{alice}@prosody.test/r")
         got = await remote.expect(message_with_id(msg), timeout=TIMEOUT)
         assert got.get("from") == str(romeo.jid)
         reply = await send_message(remote, romeo.jid)
         got = await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
         assert got.get("from") == f"{alice}@prosody.test/r"
+
+
+async def test_subscription_and_presence(prosody: RemoteServer, casper: TestServer) -> None:
+    await scenarios.subscription_and_presence(casper, RemoteSide(prosody), unique("alice"))
+
+
+async def test_probe_on_login(prosody: RemoteServer, casper: TestServer) -> None:
+    await scenarios.probe_on_login(casper, RemoteSide(prosody), unique("alice"))
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_invisible_to_remote_contact(prosody: RemoteServer, ca: trustme.CA,
+                                           casper_s2s_port: int, driver: InvisibilityDriver) -> None:  # fmt: skip
+    async with open_casper(ca, casper_s2s_port, [prosody], accounts=("romeo",),
+                           plugins=driver.plugins) as casper:  # fmt: skip
+        await scenarios.invisible_to_remote_contact(
+            casper, RemoteSide(prosody), unique("alice"), driver
+        )
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_room_join_and_leave_while_invisible(prosody: RemoteServer, ca: trustme.CA,
+                                                   casper_s2s_port: int,
+                                                   driver: InvisibilityDriver) -> None:  # fmt: skip
+    async with open_casper(ca, casper_s2s_port, [prosody], accounts=("romeo",),
+                           plugins=driver.plugins) as casper:  # fmt: skip
+        await scenarios.room_join_and_leave_while_invisible(casper, RemoteSide(prosody), driver)

@@ -80,7 +80,9 @@ async def open_federation(*, a: Mapping[str, Any] | None = None,
         for domain, extra in ((A, a), (B, b)):
             options = {"s2s_routes": routes, **common, **(extra or {})}
             servers.append(
-                await stack.enter_async_context(open_server(ca, domain, listeners[domain], **options))
+                await stack.enter_async_context(
+                    open_server(ca, domain, listeners[domain], **options)
+                )
             )
         yield Federation(servers[0], servers[1], ports)
 

@@ -67,7 +67,7 @@ class _Wire:
             self.stream = tls
 
     async def receive(self) -> bytes:
-        return await self.stream.receive_some(RECEIVE_SIZE)
+        return bytes(await self.stream.receive_some(RECEIVE_SIZE))
 
     async def aclose(self) -> None:
         with trio.move_on_after(1) as scope:
@@ -100,8 +100,10 @@ async def handle_inbound(manager: S2SManager, stream: trio.abc.Stream) -> None:
             with trio.CancelScope() as scope:
                 scope.deadline = trio.current_time() + config.s2s_negotiation_timeout
                 await _inbound_loop(manager, neg, wire, nursery, scope)
-            if scope.cancelled_caught:
-                neg.close(StreamError("connection-timeout", "too slow, or idle"))
+            if scope.cancelled_caught and neg.authorized:
+                neg.close()  # idle (RFC 6120 §4.4): the peer reconnects when it needs to
+            elif scope.cancelled_caught:
+                neg.close(StreamError("connection-timeout", "negotiation took too long"))
             peer = neg.peer_domain or peer
             await _flush_quietly(wire, neg.data_to_send())
             nursery.cancel_scope.cancel()
@@ -216,7 +218,9 @@ async def run_outbound(manager: S2SManager, route: Route, stream: trio.abc.Strea
     failure: OutboundFailed | None = None
     try:
         async with trio.open_nursery() as nursery:
-            reader = partial(_outbound_reader, manager, route, neg, wire, ready, nursery.cancel_scope)
+            reader = partial(
+                _outbound_reader, manager, route, neg, wire, ready, nursery.cancel_scope
+            )
             nursery.start_soon(reader)
             try:
                 failure = await _negotiate_and_pump(route, neg, wire, ready, on_ready)

@@ -231,7 +231,10 @@ class S2SManager:
                 if not route.ready:
                     failure = OutboundFailed("remote-server-not-found", f"{route.remote}: lost")
                     break
-                if not route.has_queued() and route.in_flight is None:
+                if route.in_flight is not None:  # the stream ended while it was written
+                    lost, route.in_flight = route.in_flight, None
+                    self._bounce(lost, StanzaError("remote-server-timeout", "stream closed"))
+                if not route.has_queued():
                     break
                 log.info("s2s out: reconnecting to %s for queued stanzas", route.remote)
         finally:
