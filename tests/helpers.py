@@ -2,15 +2,24 @@
 
 They drive :class:`casper.testing.TestClient` objects through ordinary protocol only:
 ``sync`` is a round trip to the server, ``make_contacts`` the RFC 6121 subscription
-handshake, ``query`` one IQ get and its answer.
+handshake, ``query`` one IQ get and its answer. :class:`BaseCast` keeps named actors logged
+in for scripted conversations; ``serve_without_listeners`` checks a plugin set at startup.
 """
 
 from __future__ import annotations
 
 import secrets
+import ssl
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
+import trio
+from casper.config import Config
 from casper.errors import STANZAS_NS
+from casper.server import serve
+from casper.storage import SQLiteStorage
 from casper.testing import TestClient, TestServer
 
 CLIENT = "jabber:client"
@@ -63,6 +72,15 @@ async def make_contacts(srv: TestServer, a: TestClient, b: TestClient) -> None:
     await sync(b)
 
 
+async def befriend(srv: TestServer, user: str, *contacts: str) -> None:
+    """Make ``user`` and each of ``contacts`` mutual contacts (``both``), by the RFC 6121
+    handshake from throwaway sessions that never send presence (so they leave no trace)."""
+    async with srv.client(user, resource="setup") as a:
+        for contact in contacts:
+            async with srv.client(contact, resource="setup") as b:
+                await make_contacts(srv, a, b)
+
+
 async def query(client: TestClient, to: str, payload: str, type_: str = "get") -> Element:
     """Send an IQ with ``payload`` to ``to`` and return the reply (result or error)."""
     iq_id = new_id("q")
@@ -88,3 +106,78 @@ def is_message_from(element: Element, sender: str) -> bool:
         element.tag == f"{{{CLIENT}}}message"
         and (element.get("from") or "").split("/")[0] == sender
     )
+
+
+def with_id(stanza_id: str) -> Callable[[Element], bool]:
+    """Any stanza whose ``id`` is ``stanza_id``."""
+    return lambda e: e.get("id") == stanza_id
+
+
+def message(to: str, stanza_id: str, body: str = "hi", extra: str = "") -> str:
+    """A chat message with ``body`` (and the raw XML ``extra`` after it)."""
+    return f"<message to='{to}' type='chat' id='{stanza_id}'><body>{body}</body>{extra}</message>"
+
+
+async def drain(client: TestClient, settle: float = 0.3) -> list[Element]:
+    """Everything ``client`` receives within ``settle`` seconds."""
+    received: list[Element] = []
+    with trio.move_on_after(settle):
+        while True:
+            received.append(await client.recv())
+    return received
+
+
+async def serve_without_listeners(plugins: list[tuple[object, str]]) -> None:
+    """Run ``serve`` with ``plugins`` and no listeners, for at most 5 seconds: startup
+    mistakes raise from here."""
+    storage = SQLiteStorage(":memory:")
+    try:
+        with trio.fail_after(5):
+            await serve(
+                Config(default_plugins=False),
+                listeners=[],
+                storage=storage,
+                ssl_context=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
+                plugins=plugins,
+            )
+    finally:
+        storage.close()
+
+
+# ---------------------------------------------------------------- scripted conversations
+
+Heard = tuple[object, ...]
+
+
+@dataclass
+class BaseCast:
+    """Actors logged in to ``srv`` by name (``user`` or ``user/resource``, default ``r1``),
+    each until :meth:`leave` or :meth:`aclose`. Test modules subclass it to say how an
+    actor's inbox is read and summarised (:data:`Heard`)."""
+
+    srv: TestServer
+    clients: dict[str, TestClient] = field(default_factory=dict)
+    _logins: dict[str, AsyncExitStack] = field(default_factory=dict)
+
+    async def log_in(self, name: str, *, presence: bool = False) -> TestClient:
+        user, _, resource = name.partition("/")
+        login = AsyncExitStack()
+        client = await login.enter_async_context(
+            self.srv.client(user, resource=resource or "r1", presence=presence)
+        )
+        self.clients[name], self._logins[name] = client, login
+        return client
+
+    async def leave(self, name: str) -> None:
+        """Close ``name``'s stream; the server has sent its unavailable presence by then."""
+        del self.clients[name]
+        await self._logins.pop(name).aclose()
+
+    async def aclose(self) -> None:
+        for name in reversed(list(self._logins)):
+            await self._logins.pop(name).aclose()
+
+
+def nobody_else(heard: dict[str, list[Heard]], **expected: list[Heard]) -> dict[str, list[Heard]]:
+    """The expectation for ``heard``: ``expected`` for the actors named, nothing for the rest."""
+    return {name: expected.get(name, []) for name in heard}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import ssl
 from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -20,26 +19,25 @@ from xml.etree.ElementTree import Element
 import pytest
 import trio
 from casper import hookspecs
-from casper.config import Config, ConfigError
+from casper.config import ConfigError
 from casper.connection import FLUSH_SECONDS
 from casper.hookspecs import hookimpl, hookspec
 from casper.iq import IqHandler, IqRequest
 from casper.jid import JID
 from casper.plugins import ENTRY_POINT_GROUP
-from casper.server import serve
 from casper.stanza import make_stanza, qname
-from casper.storage import SQLiteStorage
 from casper.storage.base import RosterItem
-from casper.testing import TestClient, TestServer, open_test_server
+from casper.testing import TestServer, open_test_server
 from casper.testing.client import closing
 from casper.verdicts import Bounce, Drop, OfflineEquivalent, Verdict
+
+from tests.helpers import drain, error_condition, message, serve_without_listeners, with_id
 
 TESTS = Path(__file__).parent
 HOOKS_DOC = TESTS.parent / "docs" / "hooks.md"
 ROMEO = "romeo@localhost"
 JULIET = "juliet@localhost"
 CLIENT = "{jabber:client}"
-STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 ROSTER_NS = "jabber:iq:roster"
 TEST_NS = "urn:casper:test:hooks"
@@ -147,36 +145,6 @@ async def test_all_builtin_plugins_together_register_only_known_sync_hooks() -> 
 # ---------------------------------------------------------------- helpers for the hook tests
 
 
-async def drain(client: TestClient, settle: float = 0.3) -> list[Element]:
-    received: list[Element] = []
-    with trio.move_on_after(settle):
-        while True:
-            received.append(await client.recv())
-    return received
-
-
-def error_condition(element: Element) -> str | None:
-    error = element.find(f"{CLIENT}error")
-    if error is None:
-        return None
-    return next(
-        (
-            c.tag.split("}")[1]
-            for c in error
-            if c.tag.startswith(f"{{{STANZAS_NS}}}") and not c.tag.endswith("}text")
-        ),
-        None,
-    )
-
-
-def with_id(stanza_id: str) -> Callable[[Element], bool]:
-    return lambda e: e.get("id") == stanza_id
-
-
-def message(to: str, stanza_id: str, body: str = "hi", extra: str = "") -> str:
-    return f"<message to='{to}' type='chat' id='{stanza_id}'><body>{body}</body>{extra}</message>"
-
-
 def note(session: Any, text: str, stanza_id: str) -> None:
     """Deliver a server message to ``session`` (what the plugins below use to be observed)."""
     body = Element(qname("jabber:client", "body"))
@@ -194,22 +162,6 @@ async def make_contacts(srv: TestServer, a: str, b: str) -> None:
 
 def presence_from(jid: str) -> Callable[[Element], bool]:
     return lambda e: e.tag == f"{CLIENT}presence" and e.get("from") == jid and e.get("type") is None
-
-
-async def serve_without_listeners(plugins: list[tuple[object, str]]) -> None:
-    """Run ``serve`` with no listeners: it returns at once unless startup fails."""
-    storage = SQLiteStorage(":memory:")
-    try:
-        with trio.fail_after(5):
-            await serve(
-                Config(default_plugins=False),
-                listeners=[],
-                storage=storage,
-                ssl_context=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
-                plugins=plugins,
-            )
-    finally:
-        storage.close()
 
 
 # ---------------------------------------------------------------- initialization
@@ -559,18 +511,20 @@ async def test_hook_roster_changed() -> None:
     """Every roster write is reported, also for an account that is offline: the roster IQ,
     the subscription state machine on both sides, and removal."""
     watcher = RosterWatcher()
-    async with open_test_server(default_plugins=False, extra_plugins=[(watcher, "watcher")]) as srv:
-        async with srv.client("romeo", presence=True) as romeo:
-            await romeo.send(
-                f"<iq type='set' id='rs'><query xmlns='{ROSTER_NS}'><item jid='{JULIET}'/></query></iq>"
-            )
-            await romeo.expect(with_id("rs"))
-            await romeo.send(f"<presence to='{JULIET}' type='subscribe'/>")  # juliet is offline
-            await romeo.send(
-                f"<iq type='set' id='rm'><query xmlns='{ROSTER_NS}'>"
-                f"<item jid='{JULIET}' subscription='remove'/></query></iq>"
-            )
-            await romeo.expect(with_id("rm"))
+    async with (
+        open_test_server(default_plugins=False, extra_plugins=[(watcher, "watcher")]) as srv,
+        srv.client("romeo", presence=True) as romeo,
+    ):
+        await romeo.send(
+            f"<iq type='set' id='rs'><query xmlns='{ROSTER_NS}'><item jid='{JULIET}'/></query></iq>"
+        )
+        await romeo.expect(with_id("rs"))
+        await romeo.send(f"<presence to='{JULIET}' type='subscribe'/>")  # juliet is offline
+        await romeo.send(
+            f"<iq type='set' id='rm'><query xmlns='{ROSTER_NS}'>"
+            f"<item jid='{JULIET}' subscription='remove'/></query></iq>"
+        )
+        await romeo.expect(with_id("rm"))
     # set, then ask=subscribe on the subscription request, then removal; nothing for
     # juliet, whose roster an inbound request leaves alone (RFC 6121 §3.1.3)
     assert watcher.changes == [

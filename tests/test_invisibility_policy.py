@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -29,9 +28,9 @@ import pytest
 from casper.config import Config, ConfigError, load_config
 from casper.policy import InvisibilityPolicy
 from casper.storage.base import RosterItem
-from casper.testing import TestClient, TestServer, open_test_server
+from casper.testing import TestClient, open_test_server
 
-from tests.helpers import error_condition, new_id, query, sync
+from tests.helpers import BaseCast, Heard, error_condition, new_id, nobody_else, query, sync
 
 C = "{jabber:client}"
 ROMEO, R1 = "romeo@localhost", "romeo@localhost/r1"
@@ -41,8 +40,6 @@ STRATEGIES = ("xep0018", "invisible-command", "privacy-lists")
 AN_HOUR = 3600.0
 LAST_QUERY = "<query xmlns='jabber:iq:last'/>"
 ITEMS = "http://jabber.org/protocol/disco#items"
-
-Heard = tuple[object, ...]
 
 
 def heard_as(element: Element) -> Heard:
@@ -54,24 +51,11 @@ def of(user: str, type_: str = "available", show: str | None = None) -> Heard:
     return (f"{user}@localhost/r1", type_, show, None)
 
 
-@dataclass
-class Cast:
-    srv: TestServer
-    clients: dict[str, TestClient] = field(default_factory=dict)
-    _logins: dict[str, AsyncExitStack] = field(default_factory=dict)
-
+class Cast(BaseCast):
     async def log_in(self, name: str, *, presence: bool = False) -> TestClient:
-        login = AsyncExitStack()
-        client = await login.enter_async_context(
-            self.srv.client(name, resource="r1", presence=presence)
-        )
-        self.clients[name], self._logins[name] = client, login
+        client = await super().log_in(name, presence=presence)
         await sync(client)
         return client
-
-    async def log_off(self, name: str) -> None:
-        del self.clients[name]
-        await self._logins.pop(name).aclose()
 
     async def heard(self, *, first: str | None = None) -> dict[str, list[Heard]]:
         """Presence each actor received since last asked (``first`` read first, not returned)."""
@@ -83,10 +67,6 @@ class Cast:
     async def says(self, name: str, xml: str) -> dict[str, list[Heard]]:
         await self.clients[name].send(xml)
         return await self.heard(first=name)
-
-
-def nobody_else(heard: dict[str, list[Heard]], **expected: list[Heard]) -> dict[str, list[Heard]]:
-    return {name: expected.get(name, []) for name in heard}
 
 
 @asynccontextmanager
@@ -107,8 +87,7 @@ async def open_cast(plugins: tuple[str, ...], **config: Any) -> AsyncIterator[Ca
         try:
             yield cast
         finally:
-            for name in reversed(list(cast._logins)):
-                await cast._logins.pop(name).aclose()
+            await cast.aclose()
 
 
 # ---------------------------------------------------------------- each strategy's request
@@ -172,7 +151,7 @@ async def disco_items(client: TestClient) -> list[str | None]:
 
 async def probe_answer(cast: Cast, name: str) -> list[Heard]:
     """``name`` logs off and on again with presence: what its probe learnt of romeo."""
-    await cast.log_off(name)
+    await cast.leave(name)
     client = await cast.log_in(name)
     await client.send("<presence/>")
     return [heard_as(e) for e in await sync(client) if (e.get("from") or "").startswith(ROMEO)]

@@ -23,6 +23,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -219,27 +220,20 @@ def _load_user_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, {"data_dir": args.data_dir})
 
 
-def _cmd_user_add(args: argparse.Namespace) -> int:
+def _cmd_user_password(args: argparse.Namespace, *, new_account: bool) -> int:
+    """``user add`` (``new_account``: the account must not exist yet) or ``user passwd``
+    (it must exist); either way the password is asked for only after that check."""
     config = _load_user_config(args)
     jid = account_jid(args.jid, config)
     with open_storage(config.data_dir) as storage:
-        if storage.account_exists(jid):
-            raise AccountExists(jid)
-        password = read_new_password(args.password)
-        storage.create_account(jid, _derive(password, config))
-    print(f"created {jid}")
-    return 0
-
-
-def _cmd_user_passwd(args: argparse.Namespace) -> int:
-    config = _load_user_config(args)
-    jid = account_jid(args.jid, config)
-    with open_storage(config.data_dir) as storage:
-        if not storage.account_exists(jid):
-            raise AccountNotFound(jid)
-        password = read_new_password(args.password)
-        storage.set_credentials(jid, _derive(password, config))
-    print(f"changed the password of {jid}")
+        if storage.account_exists(jid) == new_account:
+            raise AccountExists(jid) if new_account else AccountNotFound(jid)
+        credentials = _derive(read_new_password(args.password), config)
+        if new_account:
+            storage.create_account(jid, credentials)
+        else:
+            storage.set_credentials(jid, credentials)
+    print(f"created {jid}" if new_account else f"changed the password of {jid}")
     return 0
 
 
@@ -277,8 +271,8 @@ def _add_user_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     user = commands.add_parser("user", help="manage accounts")
     actions = user.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, func, about in (
-        ("add", _cmd_user_add, "create an account"),
-        ("passwd", _cmd_user_passwd, "change an account's password"),
+        ("add", partial(_cmd_user_password, new_account=True), "create an account"),
+        ("passwd", partial(_cmd_user_password, new_account=False), "change an account's password"),
         ("delete", _cmd_user_delete, "delete an account and all its data"),
     ):
         sub = actions.add_parser(name, parents=[common], help=about)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from xml.etree.ElementTree import Element
 
 import pytest
@@ -30,6 +31,7 @@ __all__ = [
     "TLS",
     "Match",
     "any_presence_from",
+    "contacts_online",
     "error_condition",
     "iq_reply",
     "is_error",
@@ -173,6 +175,17 @@ async def set_subscription(srv: TestServer, user: str, contact: str, state: str)
 async def make_contacts(srv: TestServer, a: str, b: str) -> None:
     """Make the accounts ``a`` and ``b`` mutual contacts (``both``), before they log in."""
     await set_subscription(srv, a, b, "both")
+
+
+@asynccontextmanager
+async def contacts_online(srv: TestServer) -> AsyncIterator[tuple[TestClient, TestClient]]:
+    """romeo and juliet, mutual contacts, each logged in with initial presence (romeo first)."""
+    await make_contacts(srv, "romeo", "juliet")
+    async with (
+        srv.client("romeo", presence=True) as romeo,
+        srv.client("juliet", presence=True) as juliet,
+    ):
+        yield romeo, juliet
 
 
 # -------------------------------------------------------------------- negotiation helpers

@@ -9,8 +9,6 @@ startup instead.
 from __future__ import annotations
 
 import logging
-import ssl
-import time
 from collections.abc import Awaitable, Callable
 from xml.etree.ElementTree import Element
 
@@ -21,17 +19,23 @@ from casper.hookspecs import hookimpl
 from casper.iq import IqHandler, IqRequest
 from casper.jid import JID
 from casper.plugins import installed_plugins, make_plugin_manager
-from casper.server import Server, serve
+from casper.server import Server
 from casper.session import Session
 from casper.stanza import Stanza, qname
-from casper.storage import SQLiteStorage
-from casper.testing import TestClient, TestServer, open_test_server
+from casper.testing import open_test_server
 from casper.verdicts import Verdict
+
+from tests.helpers import (
+    befriend,
+    drain,
+    error_condition,
+    message,
+    serve_without_listeners,
+    with_id,
+)
 
 ROMEO = "romeo@localhost"
 JULIET = "juliet@localhost"
-CLIENT = "{jabber:client}"
-STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 ROSTER_NS = "jabber:iq:roster"
 TEST_NS = "urn:casper:test:robustness"
 
@@ -43,60 +47,8 @@ class Boom(Exception):
 # ---------------------------------------------------------------- helpers
 
 
-async def roster_of(client: TestClient) -> dict[str, str]:
-    stanza_id = f"roster-{time.monotonic_ns()}"
-    await client.send(f"<iq type='get' id='{stanza_id}'><query xmlns='{ROSTER_NS}'/></iq>")
-    reply = await client.expect(lambda e: e.get("id") == stanza_id)
-    return {i.get("jid", ""): i.get("subscription", "") for i in reply.iter(f"{{{ROSTER_NS}}}item")}
-
-
-async def make_contacts(srv: TestServer, a: str, b: str) -> None:
-    """Mutual subscription by the RFC 6121 handshake, from sessions that send no presence."""
-    jid_a, jid_b = str(srv.jid(a)), str(srv.jid(b))
-    async with srv.client(a, resource="setup") as ca, srv.client(b, resource="setup") as cb:
-        for asker, answerer, asker_jid, answerer_jid in (
-            (ca, cb, jid_a, jid_b),
-            (cb, ca, jid_b, jid_a),
-        ):
-            await asker.send(f"<presence to='{answerer_jid}' type='subscribe'/>")
-            await roster_of(asker)
-            await answerer.send(f"<presence to='{asker_jid}' type='subscribed'/>")
-            await roster_of(answerer)
-        assert (await roster_of(ca))[jid_b] == "both"
-
-
-async def drain(client: TestClient, settle: float = 0.3) -> list[Element]:
-    received: list[Element] = []
-    with trio.move_on_after(settle):
-        while True:
-            received.append(await client.recv())
-    return received
-
-
-def error_condition(element: Element) -> str | None:
-    error = element.find(f"{CLIENT}error")
-    if error is None:
-        return None
-    return next(
-        (
-            c.tag.split("}")[1]
-            for c in error
-            if c.tag.startswith(f"{{{STANZAS_NS}}}") and not c.tag.endswith("}text")
-        ),
-        None,
-    )
-
-
-def with_id(stanza_id: str) -> Callable[[Element], bool]:
-    return lambda e: e.get("id") == stanza_id
-
-
 def crash_logs(caplog: pytest.LogCaptureFixture, hook: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if f"crashed in {hook}" in r.getMessage()]
-
-
-def message(to: str, stanza_id: str, body: str = "hi") -> str:
-    return f"<message to='{to}' type='chat' id='{stanza_id}'><body>{body}</body></message>"
 
 
 # ---------------------------------------------------------------- filters fail closed
@@ -172,7 +124,7 @@ async def test_crashing_visibility_hook_hides_the_session(caplog: pytest.LogCapt
     async with open_test_server(
         default_plugins=False, extra_plugins=[(CrashingStrategy(), "crashy")]
     ) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             await drain(juliet)
             async with srv.client("romeo", presence=True, resource="r1") as romeo:
@@ -223,8 +175,10 @@ async def test_crashing_iq_handler_answers_internal_server_error_and_server_keep
         result = await romeo.expect(with_id("c2"))
     assert (error.get("type"), error_condition(error)) == ("error", "internal-server-error")
     assert result.get("type") == "result"
-    assert any("'crashy' crashed" in r.getMessage() and "stanza id c1" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "'crashy' crashed" in r.getMessage() and "stanza id c1" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 class CrashingSessionBound:
@@ -388,20 +342,8 @@ class RegistersStateInConfigure:
 async def test_bad_hook_on_object_registered_in_configure_is_rejected_at_startup(
     state: object,
 ) -> None:
-    storage = SQLiteStorage(":memory:")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        with pytest.raises(ConfigError, match="bad.state"):
-            with trio.fail_after(5):
-                await serve(
-                    Config(default_plugins=False),
-                    listeners=[],
-                    storage=storage,
-                    ssl_context=context,
-                    plugins=[(RegistersStateInConfigure(state), "bad")],
-                )
-    finally:
-        storage.close()
+    with pytest.raises(ConfigError, match="bad.state"):
+        await serve_without_listeners([(RegistersStateInConfigure(state), "bad")])
 
 
 class DuplicateIqPlugin:
@@ -425,21 +367,9 @@ async def test_duplicate_iq_handler_is_an_error_at_startup(
     plugins: list[DuplicateIqPlugin],
 ) -> None:
     """The table is built before anything listens, so ``serve`` itself raises."""
-    storage = SQLiteStorage(":memory:")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     extra = [(plugin, f"dup-{index}") for index, plugin in enumerate(plugins)]
-    try:
-        with pytest.raises(ConfigError, match=r"plugins '.+' and 'dup-\d' both handle"):
-            with trio.fail_after(5):  # a server that did start would serve until this fires
-                await serve(
-                    Config(default_plugins=False),
-                    listeners=[],
-                    storage=storage,
-                    ssl_context=context,
-                    plugins=extra,
-                )
-    finally:
-        storage.close()
+    with pytest.raises(ConfigError, match=r"plugins '.+' and 'dup-\d' both handle"):
+        await serve_without_listeners(extra)
 
 
 def test_unknown_plugin_name_is_a_config_error_naming_the_installed_ones() -> None:

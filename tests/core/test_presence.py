@@ -12,6 +12,7 @@ from tests.core.conftest import (
     CLIENT,
     DELAY,
     any_presence_from,
+    contacts_online,
     error_condition,
     make_contacts,
     message_with_id,
@@ -115,11 +116,7 @@ async def test_login_probe_gets_the_presence_of_every_available_resource_of_a_co
 
 
 async def test_presence_change_is_broadcast_to_contacts(srv: TestServer) -> None:
-    await make_contacts(srv, "romeo", "juliet")
-    async with (
-        srv.client("romeo", presence=True) as romeo,
-        srv.client("juliet", presence=True) as juliet,
-    ):
+    async with contacts_online(srv) as (romeo, juliet):
         await romeo.expect(presence_from(juliet.jid))
         await juliet.send("<presence><show>away</show><status>asleep</status></presence>")
         change = await romeo.expect(
@@ -172,11 +169,7 @@ async def test_contact_who_never_saw_the_session_gets_no_unavailable_at_logoff(
 async def test_unavailable_while_connected_tells_contacts_and_keeps_the_stream_usable(
     srv: TestServer,
 ) -> None:
-    await make_contacts(srv, "romeo", "juliet")
-    async with (
-        srv.client("romeo", presence=True) as romeo,
-        srv.client("juliet", presence=True) as juliet,
-    ):
+    async with contacts_online(srv) as (romeo, juliet):
         await juliet.expect(presence_from(romeo.jid))
         await romeo.send("<presence type='unavailable'><status>brb</status></presence>")
         await romeo.expect(presence_from(romeo.jid, "unavailable"))

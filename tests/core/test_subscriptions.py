@@ -15,10 +15,10 @@ from casper.testing import TestClient, TestServer
 from tests.core.conftest import (
     ROSTER,
     any_presence_from,
+    contacts_online,
     error_condition,
     iq_reply,
     login,
-    make_contacts,
     new_id,
     presence_from,
     quiet,
@@ -206,11 +206,7 @@ async def test_unsubscribed_denies_a_pending_request(srv: TestServer) -> None:
 async def test_unsubscribe_cancels_the_users_subscription_and_the_contact_goes_unavailable(
     srv: TestServer,
 ) -> None:
-    await make_contacts(srv, "romeo", "juliet")
-    async with (
-        srv.client("romeo", presence=True) as romeo,
-        srv.client("juliet", presence=True) as juliet,
-    ):
+    async with contacts_online(srv) as (romeo, juliet):
         await romeo.expect(presence_from(juliet.jid))
         await get_roster(romeo)
         await get_roster(juliet)
@@ -230,11 +226,7 @@ async def test_unsubscribe_cancels_the_users_subscription_and_the_contact_goes_u
 async def test_unsubscribed_cancels_the_contacts_subscription_and_the_user_goes_unavailable(
     srv: TestServer,
 ) -> None:
-    await make_contacts(srv, "romeo", "juliet")
-    async with (
-        srv.client("romeo", presence=True) as romeo,
-        srv.client("juliet", presence=True) as juliet,
-    ):
+    async with contacts_online(srv) as (romeo, juliet):
         await romeo.expect(presence_from(juliet.jid))
         await get_roster(romeo)
         await get_roster(juliet)
@@ -249,11 +241,7 @@ async def test_unsubscribed_cancels_the_contacts_subscription_and_the_user_goes_
 
 
 async def test_roster_remove_cancels_the_subscription_in_both_directions(srv: TestServer) -> None:
-    await make_contacts(srv, "romeo", "juliet")
-    async with (
-        srv.client("romeo", presence=True) as romeo,
-        srv.client("juliet", presence=True) as juliet,
-    ):
+    async with contacts_online(srv) as (romeo, juliet):
         await romeo.expect(presence_from(juliet.jid))
         await juliet.expect(presence_from(romeo.jid))
         await get_roster(romeo)
@@ -280,11 +268,7 @@ async def test_roster_remove_cancels_the_subscription_in_both_directions(srv: Te
 async def test_subscription_stanza_reaches_the_contact_from_the_users_bare_jid(
     srv: TestServer, type_: str
 ) -> None:
-    await make_contacts(srv, "romeo", "juliet")
-    async with (
-        srv.client("romeo", presence=True) as romeo,
-        srv.client("juliet", presence=True) as juliet,
-    ):
+    async with contacts_online(srv) as (romeo, juliet):
         if type_ == "subscribed":  # give romeo a request to approve
             await send_presence(juliet, ROMEO, "unsubscribe")
             await romeo.expect(presence_from(JULIET, "unsubscribe"))
@@ -303,11 +287,7 @@ async def test_subscribe_from_an_existing_subscriber_is_answered_without_asking_
 ) -> None:
     # RFC 6121 §3.1.3: the contact's server auto-replies 'subscribed'; the user's server
     # has no pending request to match it with and ignores it (§3.1.6), so nothing changes
-    await make_contacts(srv, "romeo", "juliet")
-    async with (
-        srv.client("romeo", presence=True) as romeo,
-        srv.client("juliet", presence=True) as juliet,
-    ):
+    async with contacts_online(srv) as (romeo, juliet):
         await juliet.expect(presence_from(romeo.jid))
         await get_roster(romeo)
         await send_presence(romeo, JULIET, "subscribe")

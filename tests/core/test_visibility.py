@@ -18,21 +18,20 @@ from contextlib import AbstractAsyncContextManager
 from xml.etree.ElementTree import Element
 
 import pytest
-import trio
 from casper.hookspecs import hookimpl
 from casper.jid import JID
 from casper.session import Session
 from casper.testing import TestClient, TestServer, open_test_server
+
+from tests.helpers import befriend, drain, error_condition, query
 
 ROMEO = "romeo@localhost"
 JULIET = "juliet@localhost"
 MERCUTIO = "mercutio@localhost"
 BENVOLIO = "benvolio@localhost"
 CLIENT = "{jabber:client}"
-ROSTER_NS = "jabber:iq:roster"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 LAST_NS = "jabber:iq:last"
-STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 AN_HOUR_AGO = 3600.0
 
 
@@ -80,46 +79,11 @@ def open_server(
     )
 
 
-async def roster_of(client: TestClient) -> dict[str, str]:
-    """Round-trip a roster get: everything the client sent before has been processed."""
-    stanza_id = f"roster-{time.monotonic_ns()}"
-    await client.send(f"<iq type='get' id='{stanza_id}'><query xmlns='{ROSTER_NS}'/></iq>")
-    reply = await client.expect(lambda e: e.get("id") == stanza_id)
-    items = reply.iter(f"{{{ROSTER_NS}}}item")
-    return {item.get("jid", ""): item.get("subscription", "") for item in items}
-
-
-async def make_contacts(srv: TestServer, a: str, b: str) -> None:
-    """Mutual subscription between accounts ``a`` and ``b``, done by the RFC 6121 handshake
-    from throwaway sessions that never send presence (so they leave no trace)."""
-    jid_a, jid_b = str(srv.jid(a)), str(srv.jid(b))
-    async with srv.client(a, resource="setup") as ca, srv.client(b, resource="setup") as cb:
-        for asker, answerer, asker_jid, answerer_jid in (
-            (ca, cb, jid_a, jid_b),
-            (cb, ca, jid_b, jid_a),
-        ):
-            await asker.send(f"<presence to='{answerer_jid}' type='subscribe'/>")
-            await roster_of(asker)
-            await answerer.send(f"<presence to='{asker_jid}' type='subscribed'/>")
-            await roster_of(answerer)
-        assert (await roster_of(ca))[jid_b] == "both"
-        assert (await roster_of(cb))[jid_a] == "both"
-
-
 async def seed_last_logoff(srv: TestServer, account: str, seconds_ago: float) -> None:
     """Pretend ``account`` last went offline publicly ``seconds_ago`` (status-less)."""
     await srv.server.db(
         srv.server.storage.set_last_activity, account, time.time() - seconds_ago, None
     )
-
-
-async def drain(client: TestClient, settle: float = 0.3) -> list[Element]:
-    """Everything the client receives within ``settle`` seconds."""
-    received: list[Element] = []
-    with trio.move_on_after(settle):
-        while True:
-            received.append(await client.recv())
-    return received
 
 
 async def settled(client: TestClient) -> TestClient:
@@ -150,20 +114,6 @@ def is_presence(element: Element, type_: str | None = None) -> bool:
     return element.tag == f"{CLIENT}presence" and element.get("type") == type_
 
 
-def error_condition(element: Element) -> str | None:
-    error = element.find(f"{CLIENT}error")
-    if error is None:
-        return None
-    return next(
-        (
-            c.tag.split("}")[1]
-            for c in error
-            if c.tag.startswith(f"{{{STANZAS_NS}}}") and not c.tag.endswith("}text")
-        ),
-        None,
-    )
-
-
 def from_(jid: str) -> Callable[[Element], bool]:
     return lambda e: e.get("from") == jid
 
@@ -175,8 +125,7 @@ async def test_hook_hidden_from() -> None:
     """The core asks every strategy with the session and the observer; True hides."""
     hide = HideFrom({JULIET})
     async with open_server(hide) as srv:
-        await make_contacts(srv, "romeo", "juliet")
-        await make_contacts(srv, "romeo", "mercutio")
+        await befriend(srv, "romeo", "juliet", "mercutio")
         async with (
             srv.client("juliet", presence=True, resource="balcony") as juliet,
             srv.client("mercutio", presence=True, resource="street") as mercutio,
@@ -216,8 +165,7 @@ async def test_hook_presence_blocked(policy: dict[str, object], juliet_sees: boo
         accounts=("romeo", "juliet", "mercutio"),
         **policy,  # type: ignore[arg-type]
     ) as srv:
-        await make_contacts(srv, "romeo", "juliet")
-        await make_contacts(srv, "romeo", "mercutio")
+        await befriend(srv, "romeo", "juliet", "mercutio")
         async with (
             srv.client("juliet", presence=True) as juliet,
             srv.client("mercutio", presence=True) as mercutio,
@@ -238,7 +186,7 @@ async def test_hook_presence_blocked(policy: dict[str, object], juliet_sees: boo
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 async def test_login_with_presence_reaches_no_contact_it_is_hidden_from(strategy: str) -> None:
     async with open_server(STRATEGIES[strategy]()) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             await drain(juliet)
             offline = about(await drain(juliet), ROMEO)  # romeo not connected at all
@@ -257,7 +205,7 @@ async def test_probe_answer_for_hidden_session_is_the_offline_answer(strategy: s
     offline account gives (the stamp may differ)."""
     async with open_server(STRATEGIES[strategy]()) as srv:
         await seed_last_logoff(srv, ROMEO, AN_HOUR_AGO)
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with (
             srv.client("romeo", presence=True, resource="r1"),
             srv.client("juliet", presence=True, resource="balcony") as juliet,
@@ -277,7 +225,7 @@ async def test_probe_answer_for_hidden_session_is_the_offline_answer(strategy: s
 async def test_logoff_of_session_hidden_all_along_sends_no_unavailable(strategy: str) -> None:
     """No ghost: nobody is told of an offline-to-offline transition."""
     async with open_server(STRATEGIES[strategy]()) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             await drain(juliet)
             offline = about(await drain(juliet), ROMEO)  # an offline account "logging off"
@@ -298,7 +246,7 @@ async def test_bare_jid_message_to_hidden_session_bounces_like_offline_without_s
     strategy: str,
 ) -> None:
     async with open_server(STRATEGIES[strategy]()) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             message = f"<message to='{ROMEO}' type='chat' id='m1'><body>hi</body></message>"
             async with srv.client("romeo", presence=True, resource="r1") as romeo:
@@ -322,7 +270,7 @@ async def test_bare_jid_message_to_hidden_session_is_stored_like_offline(strateg
     """With the 'offline' plugin the hidden account's message is kept exactly like an
     offline account's, and delivered at its next initial presence."""
     async with open_server(STRATEGIES[strategy](), plugins=("offline",)) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             async with srv.client("romeo", presence=True, resource="r1") as romeo:
                 await drain(juliet)
@@ -356,7 +304,7 @@ async def test_bare_jid_message_to_hidden_session_is_stored_like_offline(strateg
 async def test_full_jid_message_still_reaches_hidden_session(strategy: str) -> None:
     """Invisible users can chat: a full-JID message is delivered (RFC 6121 baseline)."""
     async with open_server(STRATEGIES[strategy]()) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with (
             srv.client("romeo", presence=True, resource="r1") as romeo,
             srv.client("juliet", presence=True, resource="balcony") as juliet,
@@ -373,22 +321,19 @@ async def test_full_jid_message_still_reaches_hidden_session(strategy: str) -> N
 # ---------------------------------------------------------------- answers on the account's behalf
 
 
-async def _last_activity(client: TestClient, stanza_id: str) -> Element:
-    await client.send(
-        f"<iq type='get' to='{ROMEO}' id='{stanza_id}'><query xmlns='{LAST_NS}'/></iq>"
-    )
-    return await client.expect(lambda e: e.get("id") == stanza_id)
+async def _last_activity(client: TestClient) -> Element:
+    return await query(client, ROMEO, f"<query xmlns='{LAST_NS}'/>")
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 async def test_last_activity_of_hidden_account_is_never_zero_seconds(strategy: str) -> None:
     async with open_server(STRATEGIES[strategy](), plugins=("last-activity",)) as srv:
         await seed_last_logoff(srv, ROMEO, AN_HOUR_AGO)
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             async with srv.client("romeo", presence=True, resource="r1"):
-                observed = await _last_activity(juliet, "la1")
-            offline = await _last_activity(juliet, "la2")
+                observed = await _last_activity(juliet)
+            offline = await _last_activity(juliet)
     seconds = observed.find(f"{{{LAST_NS}}}query")
     assert offline.get("type") == observed.get("type") == "result"
     assert seconds is not None
@@ -402,31 +347,28 @@ async def test_last_activity_of_hidden_account_is_never_zero_seconds(strategy: s
 async def test_last_activity_of_account_only_ever_online_hidden_is_that_of_a_new_account() -> None:
     """No public logoff to report: hidden-since-creation answers like never-logged-in."""
     async with open_server(HideFrom(everyone=True), plugins=("last-activity",)) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
-            never = await _last_activity(juliet, "la0")
+            never = await _last_activity(juliet)
             async with srv.client("romeo", presence=True, resource="r1"):
-                observed = await _last_activity(juliet, "la1")
-            offline = await _last_activity(juliet, "la2")
+                observed = await _last_activity(juliet)
+            offline = await _last_activity(juliet)
     assert error_condition(never) == "service-unavailable"
     assert shape(observed) == shape(offline) == shape(never)
 
 
-async def _disco_items(client: TestClient, stanza_id: str) -> Element:
-    await client.send(
-        f"<iq type='get' to='{ROMEO}' id='{stanza_id}'><query xmlns='{DISCO_ITEMS}'/></iq>"
-    )
-    return await client.expect(lambda e: e.get("id") == stanza_id)
+async def _disco_items(client: TestClient) -> Element:
+    return await query(client, ROMEO, f"<query xmlns='{DISCO_ITEMS}'/>")
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 async def test_disco_items_of_hidden_account_are_empty_like_offline(strategy: str) -> None:
     async with open_server(STRATEGIES[strategy](), plugins=("disco",)) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             async with srv.client("romeo", presence=True, resource="r1"):
-                observed = await _disco_items(juliet, "d1")
-            offline = await _disco_items(juliet, "d2")
+                observed = await _disco_items(juliet)
+            offline = await _disco_items(juliet)
     offline_items = [i.get("jid") for i in offline.iter(f"{{{DISCO_ITEMS}}}item")]
     assert offline.get("type") == "result" and offline_items == []
     if strategy == "not-hidden":
@@ -441,8 +383,7 @@ async def test_disco_items_of_hidden_account_are_empty_like_offline(strategy: st
 async def test_contact_gets_unavailable_once_when_strategy_starts_hiding_from_them() -> None:
     hide = HideFrom()
     async with open_server(hide) as srv:
-        await make_contacts(srv, "romeo", "juliet")
-        await make_contacts(srv, "romeo", "mercutio")
+        await befriend(srv, "romeo", "juliet", "mercutio")
         async with (
             srv.client("juliet", presence=True, resource="balcony") as juliet,
             srv.client("mercutio", presence=True, resource="street") as mercutio,
@@ -465,7 +406,7 @@ async def test_contact_gets_unavailable_once_when_strategy_starts_hiding_from_th
 async def test_contact_gets_current_presence_when_strategy_stops_hiding_from_them() -> None:
     hide = HideFrom({JULIET})
     async with open_server(hide) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             await settled(juliet)
             async with srv.client("romeo", resource="r1") as romeo:
@@ -485,8 +426,7 @@ async def test_contact_gets_current_presence_when_strategy_stops_hiding_from_the
 async def test_directed_presence_while_hidden_is_delivered_and_retracted_on_logoff() -> None:
     """Hidden from everyone, a directed presence is the user's explicit choice: delivered."""
     async with open_server(HideFrom(everyone=True)) as srv:
-        await make_contacts(srv, "romeo", "juliet")
-        await make_contacts(srv, "romeo", "mercutio")
+        await befriend(srv, "romeo", "juliet", "mercutio")
         async with (
             srv.client("juliet", presence=True, resource="balcony") as juliet,
             srv.client("mercutio", presence=True, resource="street") as mercutio,
@@ -507,7 +447,7 @@ async def test_directed_presence_while_hidden_is_delivered_and_retracted_on_logo
 
 async def test_directed_presence_while_hidden_survives_a_broadcast_presence_update() -> None:
     async with open_server(HideFrom(everyone=True)) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             await settled(juliet)
             async with srv.client("romeo", presence=True, resource="r1") as romeo:
@@ -532,7 +472,7 @@ async def test_strategies_compose_any_hiding_plugin_wins() -> None:
         accounts=("romeo", "juliet", "mercutio", "benvolio"),
     ) as srv:
         for contact in ("juliet", "mercutio", "benvolio"):
-            await make_contacts(srv, "romeo", contact)
+            await befriend(srv, "romeo", contact)
         async with (
             srv.client("juliet", presence=True, resource="a") as juliet,
             srv.client("mercutio", presence=True, resource="b") as mercutio,
@@ -548,7 +488,7 @@ async def test_strategies_compose_any_hiding_plugin_wins() -> None:
 
 async def test_own_resources_always_see_a_session_hidden_from_everyone() -> None:
     async with open_server(HideFrom(everyone=True), plugins=("disco",)) as srv:
-        await make_contacts(srv, "romeo", "juliet")
+        await befriend(srv, "romeo", "juliet")
         async with srv.client("juliet", presence=True, resource="balcony") as juliet:
             await settled(juliet)
             async with (
@@ -557,7 +497,7 @@ async def test_own_resources_always_see_a_session_hidden_from_everyone() -> None
             ):
                 await r2.expect(lambda e: is_presence(e) and e.get("from") == f"{ROMEO}/r1")
                 await r1.expect(lambda e: is_presence(e) and e.get("from") == f"{ROMEO}/r2")
-                items = await _disco_items(r2, "own")
+                items = await _disco_items(r2)
                 assert about(await drain(juliet), ROMEO) == []
     assert sorted(i.get("jid", "") for i in items.iter(f"{{{DISCO_ITEMS}}}item")) == [
         f"{ROMEO}/r1",

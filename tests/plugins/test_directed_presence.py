@@ -31,7 +31,7 @@ from casper.server import Server
 from casper.stanza import Stanza, make_stanza
 from casper.testing import TestClient, TestServer, open_test_server
 
-from tests.helpers import error_condition, make_contacts, new_id, query, sync
+from tests.helpers import befriend, error_condition, new_id, query, sync
 
 ROMEO = "romeo@localhost"
 JULIET = "juliet@localhost"
@@ -75,15 +75,6 @@ def open_server(
         default_plugins=default_plugins,
         plugin_settings={"directed-presence": settings} if settings is not None else None,
     )
-
-
-async def befriend(srv: TestServer, user: str, *contacts: str) -> None:
-    """Make ``user`` and each of ``contacts`` mutual contacts (``both``), by the RFC 6121
-    handshake from throwaway sessions that never send presence (so they leave no trace)."""
-    async with srv.client(user, resource="setup") as a:
-        for contact in contacts:
-            async with srv.client(contact, resource="setup") as b:
-                await make_contacts(srv, a, b)
 
 
 async def seed_last_logoff(srv: TestServer, account: str, seconds_ago: float) -> None:

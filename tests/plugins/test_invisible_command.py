@@ -31,17 +31,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element
 
 import pytest
 from casper.storage.base import RosterItem
-from casper.testing import TestClient, TestServer, open_test_server
+from casper.testing import TestClient, open_test_server
+from casper.testing.conformance.scenarios import shape, summary
 
-from tests.helpers import error_condition, new_id, query, sync
+from tests.helpers import BaseCast, Heard, error_condition, new_id, nobody_else, query, sync
 
 NS = "urn:xmpp:invisible:1"
 C = "{jabber:client}"
@@ -54,8 +54,6 @@ AN_HOUR = 3600.0
 LAST_QUERY = "<query xmlns='jabber:iq:last'/>"
 ITEMS_QUERY = "<query xmlns='http://jabber.org/protocol/disco#items'/>"
 
-Heard = tuple[object, ...]
-
 
 def romeo(type_: str = "available", show: str | None = None, status: str | None = None,
           resource: str = "r1") -> Heard:  # fmt: skip
@@ -65,66 +63,28 @@ def romeo(type_: str = "available", show: str | None = None, status: str | None 
 AVAILABLE, UNAVAILABLE = romeo(), romeo("unavailable")
 
 
-def heard_as(element: Element) -> Heard:
-    kind, frm = element.tag.removeprefix(C), element.get("from")
-    if kind == "presence":
-        show, status = element.findtext(f"{C}show"), element.findtext(f"{C}status")
-        return (frm, element.get("type") or "available", show, status)
-    if kind == "message":
-        return (frm, f"message/{element.get('type') or 'normal'}", element.findtext(f"{C}body"))
-    payload = next(iter(element), None)
-    return (frm, f"iq/{element.get('type')}", None if payload is None else payload.tag)
-
-
-def shape(element: Element) -> tuple[object, ...]:
-    """What an observer can compare: no ``id``; delay stamps to the second."""
-    attrs = sorted(
-        (k, v[:19] if k == "stamp" else v) for k, v in element.attrib.items() if k != "id"
-    )
-    return (element.tag, tuple(attrs), (element.text or "").strip(), tuple(map(shape, element)))
-
-
-@dataclass
-class Cast:
-    srv: TestServer
-    clients: dict[str, TestClient] = field(default_factory=dict)
-    _logins: dict[str, AsyncExitStack] = field(default_factory=dict)
-
+class Cast(BaseCast):
     async def log_in(self, name: str, *, presence: bool = False) -> TestClient:
         """``user`` or ``user/resource`` (default r1); what the login brought is read away."""
-        user, _, resource = name.partition("/")
-        login = AsyncExitStack()
-        client = await login.enter_async_context(
-            self.srv.client(user, resource=resource or "r1", presence=presence)
-        )
-        self.clients[name], self._logins[name] = client, login
+        client = await super().log_in(name, presence=presence)
         await sync(client)
         return client
 
     async def log_off(self, name: str) -> dict[str, list[Heard]]:
-        del self.clients[name]
-        await self._logins.pop(name).aclose()
+        await self.leave(name)
         return await self.heard()
 
     async def heard(self, *, first: str | None = None) -> dict[str, list[Heard]]:
         """What each actor received since last asked (``first`` is read first, not returned)."""
         if first is not None:
             await sync(self.clients[first])
-        return {name: [heard_as(e) for e in await sync(c)] for name, c in self.clients.items()
+        return {name: [summary(e) for e in await sync(c)] for name, c in self.clients.items()
                 if name != first}  # fmt: skip
 
     async def says(self, name: str, xml: str) -> dict[str, list[Heard]]:
         """``name`` sends ``xml``; what every other actor heard because of it."""
         await self.clients[name].send(xml)
         return await self.heard(first=name)
-
-    async def aclose(self) -> None:
-        for name in reversed(list(self._logins)):
-            await self._logins.pop(name).aclose()
-
-
-def nobody_else(heard: dict[str, list[Heard]], **expected: list[Heard]) -> dict[str, list[Heard]]:
-    return {name: expected.get(name, []) for name in heard}
 
 
 @asynccontextmanager
@@ -436,7 +396,7 @@ async def test_probe_answer_after_going_invisible_carries_the_time_he_went_invis
         went_invisible = time.time()
         await cast.log_off("juliet")
         answer = await probe_answer(cast, "juliet")
-    assert [heard_as(e) for e in answer] == [(ROMEO, "unavailable", None, None)]
+    assert [summary(e) for e in answer] == [(ROMEO, "unavailable", None, None)]
     delay = answer[0].find("{urn:xmpp:delay}delay")
     assert delay is not None
     stamp = datetime.fromisoformat(delay.get("stamp", "")).timestamp()
@@ -534,7 +494,7 @@ async def test_a_second_visible_resource_makes_the_account_look_online_normally(
         assert reply.find("{jabber:iq:last}query").get("seconds") == "0"  # type: ignore[union-attr]
         await cast.log_off("juliet")
         answer = await probe_answer(cast, "juliet")
-        assert [heard_as(e) for e in answer] == [romeo(resource="r2")]
+        assert [summary(e) for e in answer] == [romeo(resource="r2")]
 
 
 # ---------------------------------------------------------------- §3.2 becoming visible

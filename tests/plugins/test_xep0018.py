@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
@@ -24,7 +24,7 @@ import pytest
 from casper.stanza import Stanza
 from casper.testing import TestClient, TestServer, open_test_server
 
-from tests.helpers import error_condition, make_contacts, query, sync
+from tests.helpers import BaseCast, Heard, error_condition, make_contacts, nobody_else, query, sync
 
 JOE = "joe@localhost"
 JOE_R1 = "joe@localhost/r1"
@@ -44,8 +44,6 @@ DISCO_ITEMS_QUERY = "<query xmlns='http://jabber.org/protocol/disco#items'/>"
 DISCO_ITEM = "{http://jabber.org/protocol/disco#items}item"
 AN_HOUR_AGO = 3600.0
 LAST_STATUS = "Gone fishing"
-
-Heard = tuple[object, ...]
 
 
 def joe(show: str | None = None, status: str | None = None, type_: str = "available") -> Heard:
@@ -82,28 +80,15 @@ def message_ids(elements: list[Element]) -> list[str | None]:
     return [e.get("id") for e in elements if e.tag == MESSAGE]
 
 
-def nobody_else(heard: dict[str, list[Heard]], **expected: list[Heard]) -> dict[str, list[Heard]]:
-    """The expectation for ``heard``: ``expected`` for the actors named, nothing for the rest."""
-    return {name: expected.get(name, []) for name in heard}
-
-
 @dataclass
-class Cast:
+class Cast(BaseCast):
     """The actors of one conversation, by name, and a transcript of all each one received."""
 
-    srv: TestServer
-    clients: dict[str, TestClient] = field(default_factory=dict)
     transcript: dict[str, list[Element]] = field(default_factory=dict)
-    _logins: dict[str, AsyncExitStack] = field(default_factory=dict)
 
     async def log_in(self, name: str, *, presence: bool = False) -> TestClient:
         """Log ``name`` in (``user`` or ``user/resource``; the default resource is r1)."""
-        user, _, resource = name.partition("/")
-        login = AsyncExitStack()
-        client = await login.enter_async_context(
-            self.srv.client(user, resource=resource or "r1", presence=presence)
-        )
-        self.clients[name], self._logins[name] = client, login
+        client = await super().log_in(name, presence=presence)
         self.transcript.setdefault(name, [])
         return client
 
@@ -113,8 +98,7 @@ class Cast:
         The server unbinds and sends unavailable before it closes its side of the stream,
         so when this returns everything the logoff caused is queued.
         """
-        del self.clients[name]
-        await self._logins.pop(name).aclose()
+        await self.leave(name)
         return await self.everyone_heard()
 
     async def heard(self, name: str) -> list[Element]:
@@ -138,10 +122,6 @@ class Cast:
         """``name`` sends ``xml``; return what ``name`` got back (others are not read)."""
         await self.clients[name].send(xml)
         return await self.heard(name)
-
-    async def aclose(self) -> None:
-        for name in reversed(list(self._logins)):
-            await self._logins.pop(name).aclose()
 
 
 @asynccontextmanager
@@ -286,8 +266,6 @@ async def test_message_stored_while_offline_is_delivered_on_invisible_initial_pr
         assert await stored_for_joe(srv) == 0
 
 
-
-
 async def test_message_stored_while_invisible_is_delivered_when_joe_becomes_visible() -> None:
     async with (
         open_server() as srv,
@@ -346,8 +324,6 @@ async def test_stranger_sent_directed_visible_gets_presence_then_unavailable_on_
         assert heard == nobody_else(heard, stranger=[AVAILABLE])
         heard = await cast.log_off("joe")
         assert heard == nobody_else(heard, stranger=[UNAVAILABLE])
-
-
 
 
 @pytest.mark.parametrize(

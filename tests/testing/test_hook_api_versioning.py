@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import inspect
 import re
-import ssl
 from typing import Any
 
 import pluggy
 import pytest
-import trio
 from casper import hookspecs
-from casper.config import Config, ConfigError
+from casper.config import ConfigError
 from casper.hookspecs import HOOK_API_VERSION, hookimpl, hookspec
 from casper.jid import JID
-from casper.server import serve
 from casper.stanza import Stanza, make_stanza
-from casper.storage import SQLiteStorage
 from casper.verdicts import Drop
+
+from tests.helpers import serve_without_listeners
 
 ROMEO = JID.parse("romeo@localhost")
 
@@ -117,29 +115,14 @@ class FromTheFuture:
         return None
 
 
-async def _start(plugins: list[tuple[object, str]]) -> None:
-    storage = SQLiteStorage(":memory:")
-    try:
-        with trio.fail_after(5):
-            await serve(
-                Config(default_plugins=False),
-                listeners=[],
-                storage=storage,
-                ssl_context=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
-                plugins=plugins,
-            )
-    finally:
-        storage.close()
-
-
 async def test_a_plugin_needing_a_newer_hook_set_is_refused_at_startup() -> None:
     with pytest.raises((ConfigError, pluggy.PluginValidationError), match="hyperspace"):
-        await _start([(FromTheFuture(), "future")])
+        await serve_without_listeners([(FromTheFuture(), "future")])
 
 
 async def test_a_plugin_needing_a_newer_hook_set_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="future"):
-        await _start([(FromTheFuture(), "future")])
+        await serve_without_listeners([(FromTheFuture(), "future")])
 
 
 def test_hook_api_version_is_at_least_every_since() -> None:

@@ -15,18 +15,10 @@ from typing import Any
 
 from .catalogue import CHANNELS, Action, Scenario
 from .report import VERDICTS, Report
-from .text import headline
+from .text import SHORT, headline
 
 GUTTER, LANE, ROW, BAND, HEAD = 250, 62, 15, 19, 30
 LABEL_CHARS = 40
-LABELS = {
-    "hidden": "hidden",
-    "leaks": "LEAKS",
-    "works": "works",
-    "fails": "FAILS",
-    "not-supported": "n/s",
-    "error": "error",
-}
 
 CSS = """
 :root{--fg:#1f2937;--muted:#6b7280;--line:#e5e7eb}
@@ -182,7 +174,7 @@ def _matrix(report: Report) -> str:
                     ).strip()
                 out.append(
                     f'<td class="v v-{cell.verdict}"><a href="#f-{e(scenario.id)}-{e(col.id)}" '
-                    f'title="{e(tip)}">{LABELS[cell.verdict]}</a></td>'
+                    f'title="{e(tip)}">{SHORT[cell.verdict]}</a></td>'
                 )
             out.append("</tr>")
     out.append("</tbody></table>")
@@ -231,7 +223,7 @@ def _why(report: Report, scenario: Scenario) -> str:
                 evidence.append(f"offline: <code>{e(' '.join(cell.control))}</code>")
             rows.append(
                 f"<tr><td>{e(check.step)} · {e(check.channel)} · {e(check.observer)}</td>"
-                f"<td>{e(col.id)}</td><td class='v v-{cell.verdict}'>{LABELS[cell.verdict]}</td>"
+                f"<td>{e(col.id)}</td><td class='v v-{cell.verdict}'>{SHORT[cell.verdict]}</td>"
                 f"<td>{'<br>'.join(evidence)}</td></tr>"
             )
     if not rows:
@@ -280,7 +272,7 @@ def _scenario(report: Report, scenario: Scenario) -> str:
 def html_report(report: Report) -> str:
     """The whole report as one HTML document."""
     legend = "".join(
-        f'<span class="v-{v}">{LABELS[v]}: {e(text)}</span>'
+        f'<span class="v-{v}">{SHORT[v]}: {e(text)}</span>'
         for v, text in (
             ("hidden", "same as offline"),
             ("leaks", "differs from offline"),

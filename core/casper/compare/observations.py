@@ -144,32 +144,33 @@ async def fresh_login_probe(world: World, check: Check) -> Observed:
     return observed
 
 
-async def client_probe(world: World, check: Check) -> Observed:
+async def _presence_to_user(
+    world: World, check: Check, stanza_id: str, type_: str = ""
+) -> Observed:
+    """The observer sends the user a presence (of ``type_``, if given); the signature is the
+    unclaimed answer to it and any presence from the user that followed."""
     observer = world.observer(check.observer)
-    probe_id = f"cp-{check.id}"
-    xml = f"<presence type='probe' to='{world.jids['user']}' id='{escape_attr(probe_id)}'/>"
+    type_attr = f" type='{type_}'" if type_ else ""
+    xml = f"<presence{type_attr} to='{world.jids['user']}' id='{escape_attr(stanza_id)}'/>"
     sent, after = await _stimulus(world, observer, xml, check)
     events = [
         e
         for e in after
         if e.claimed is None
-        and (e.element.get("id") == probe_id or (_is_presence(e) and world.is_from_user(e.element)))
+        and (
+            e.element.get("id") == stanza_id or (_is_presence(e) and world.is_from_user(e.element))
+        )
     ]
     return _signed(world, events, check, sent)
 
 
+async def client_probe(world: World, check: Check) -> Observed:
+    return await _presence_to_user(world, check, f"cp-{check.id}", "probe")
+
+
 async def directed(world: World, check: Check) -> Observed:
+    observed = await _presence_to_user(world, check, f"dp-{check.id}")
     observer = world.observer(check.observer)
-    dp_id = f"dp-{check.id}"
-    xml = f"<presence to='{world.jids['user']}' id='{escape_attr(dp_id)}'/>"
-    sent, after = await _stimulus(world, observer, xml, check)
-    events = [
-        e
-        for e in after
-        if e.claimed is None
-        and (e.element.get("id") == dp_id or (_is_presence(e) and world.is_from_user(e.element)))
-    ]
-    observed = _signed(world, events, check, sent)
     await observer.send(f"<presence type='unavailable' to='{world.jids['user']}'/>")
     await world.settle()
     return observed

@@ -44,7 +44,7 @@ projects that never ask for these fixtures.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -90,12 +90,16 @@ def casper_server_options() -> Mapping[str, Any]:
 # ---------------------------------------------------------------- servers
 
 
-def _server_kwargs(
+def _open_server(
     plugins: Sequence[str],
     settings: Mapping[str, Mapping[str, Any]],
     accounts: Sequence[str] | Mapping[str, str],
     options: Mapping[str, Any],
-) -> dict[str, Any]:
+    **fixed: Any,
+) -> AbstractAsyncContextManager[TestServer]:
+    """``open_test_server`` with what the fixtures say, plus the fixture's own ``fixed`` options."""
+    from casper.testing.harness import open_test_server
+
     kwargs: dict[str, Any] = {
         "plugins": tuple(plugins),
         "plugin_settings": settings,
@@ -108,7 +112,7 @@ def _server_kwargs(
             "override the casper_plugins / casper_plugin_settings / casper_accounts fixtures"
         )
     kwargs.update(options)
-    return kwargs
+    return open_test_server(**fixed, **kwargs)
 
 
 @pytest.fixture
@@ -119,12 +123,9 @@ async def casper_server(
     casper_server_options: Mapping[str, Any],
 ) -> AsyncIterator[TestServer]:
     """A Casper server over memory streams, with in-memory storage, stopped at teardown."""
-    from casper.testing.harness import open_test_server
-
-    kwargs = _server_kwargs(
+    async with _open_server(
         casper_plugins, casper_plugin_settings, casper_accounts, casper_server_options
-    )
-    async with open_test_server(**kwargs) as server:
+    ) as server:
         yield server
 
 
@@ -136,12 +137,9 @@ async def casper_tcp_server(
     casper_server_options: Mapping[str, Any],
 ) -> AsyncIterator[TestServer]:
     """Like ``casper_server``, listening on a real TCP socket on 127.0.0.1 (``.tcp_port``)."""
-    from casper.testing.harness import open_test_server
-
-    kwargs = _server_kwargs(
-        casper_plugins, casper_plugin_settings, casper_accounts, casper_server_options
-    )
-    async with open_test_server(tcp=True, **kwargs) as server:
+    async with _open_server(
+        casper_plugins, casper_plugin_settings, casper_accounts, casper_server_options, tcp=True
+    ) as server:
         yield server
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -41,6 +41,7 @@ __all__ = [
     "MUC_NS",
     "OWNER_NS",
     "PRESENCE",
+    "ROOM",
     "USER_NS",
     "Match",
     "admin",
@@ -55,6 +56,7 @@ __all__ = [
     "message_from",
     "new_id",
     "open_muc",
+    "open_room",
     "presence_from",
     "query",
     "quiet",
@@ -64,6 +66,7 @@ __all__ = [
 ]  # fmt: skip
 
 MUC = "conference.localhost"
+ROOM = f"capulets@{MUC}"
 ACTORS = ("romeo", "juliet", "nurse", "tybalt", "mercutio")
 CLIENT = "jabber:client"
 PRESENCE = f"{{{CLIENT}}}presence"
@@ -215,6 +218,23 @@ async def create_room(client: TestClient, room: str, nick: str, **fields: object
     answer = await configure(client, room, **fields)
     assert answer.get("type") == "result", error_condition(answer)
     return own
+
+
+@contextlib.asynccontextmanager
+async def open_room(
+    *occupants: str, later: tuple[str, ...] = (), **fields: object
+) -> AsyncIterator[list[TestClient]]:
+    """``open_muc()`` with romeo, ``occupants`` and ``later`` logged in, in that order; romeo
+    creates :data:`ROOM` as "Romeo" (configured with ``fields``), then each of ``occupants``
+    enters it nicknamed after the account ("Juliet"). Yields the clients, romeo's first:
+    ``async with open_room("juliet", later=("nurse",)) as (romeo, juliet, nurse):``."""
+    async with open_muc() as srv, AsyncExitStack() as logins:
+        names = ("romeo", *occupants, *later)
+        clients = [await logins.enter_async_context(srv.client(name)) for name in names]
+        await create_room(clients[0], ROOM, "Romeo", **fields)
+        for name, client in zip(occupants, clients[1:]):
+            await enter(client, ROOM, name.capitalize())
+        yield clients
 
 
 async def say(client: TestClient, room: str, body: str, *, type_: str = "groupchat") -> str:

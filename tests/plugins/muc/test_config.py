@@ -24,6 +24,7 @@ from tests.plugins.muc.conftest import (
     MESSAGE,
     MUC,
     OWNER_NS,
+    ROOM,
     USER_NS,
     codes,
     configure,
@@ -34,12 +35,11 @@ from tests.plugins.muc.conftest import (
     item,
     join,
     open_muc,
+    open_room,
     presence_from,
     query,
     quiet,
 )
-
-ROOM = f"capulets@{MUC}"
 
 
 def features(info: Element) -> set[str]:
@@ -117,15 +117,7 @@ async def test_password_protected_room() -> None:
 
 
 async def test_members_only_room_and_turning_it_on_removes_non_members_322() -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-        srv.client("nurse") as nurse,
-    ):
-        await create_room(romeo, ROOM, "Romeo")
-        await enter(juliet, ROOM, "Juliet")
-        await enter(nurse, ROOM, "Nurse")
+    async with open_room("juliet", "nurse") as (romeo, juliet, nurse):
         await query(
             romeo,
             ROOM,
@@ -160,14 +152,7 @@ async def test_members_only_invitation_by_an_owner_admits_the_invitee() -> None:
 
 
 async def test_maximum_occupants() -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-        srv.client("nurse") as nurse,
-    ):
-        await create_room(romeo, ROOM, "Romeo", max_users=2)
-        await enter(juliet, ROOM, "Juliet")
+    async with open_room("juliet", later=("nurse",), max_users=2) as (_, _, nurse):
         refused = await join(nurse, ROOM, "Nurse")
         assert error_condition(refused) == "service-unavailable"
 
@@ -183,13 +168,7 @@ async def test_maximum_occupants() -> None:
 async def test_anonymity_decides_who_sees_real_jids(
     whois, feature, participant_sees, owner_sees
 ) -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-        srv.client("nurse") as nurse,
-    ):
-        await create_room(romeo, ROOM, "Romeo", whois=whois)
+    async with open_room(later=("juliet", "nurse"), whois=whois) as (romeo, juliet, nurse):
         info = await query(nurse, ROOM, f"<query xmlns='{INFO_NS}'/>")
         assert feature in features(info)
         own, received = await enter(juliet, ROOM, "Juliet")
@@ -205,14 +184,7 @@ async def test_anonymity_decides_who_sees_real_jids(
 
 
 async def test_turning_a_room_non_anonymous_warns_172_and_reveals_only_later_joiners() -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-        srv.client("nurse") as nurse,
-    ):
-        await create_room(romeo, ROOM, "Romeo")
-        await enter(juliet, ROOM, "Juliet")
+    async with open_room("juliet", later=("nurse",)) as (romeo, juliet, nurse):
         answer = await configure(romeo, ROOM, whois="anyone")
         assert answer.get("type") == "result"
         notice = await juliet.expect(lambda e: e.tag == MESSAGE and e.get("from") == ROOM)

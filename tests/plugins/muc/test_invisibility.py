@@ -32,6 +32,7 @@ from tests.plugins.muc.conftest import (
     MESSAGE,
     MUC,
     PRESENCE,
+    ROOM,
     USER_NS,
     Match,
     codes,
@@ -48,7 +49,6 @@ from tests.plugins.muc.conftest import (
     say,
 )
 
-ROOM = f"capulets@{MUC}"
 OTHER_ROOM = f"montagues@{MUC}"
 ROMEO = "romeo@localhost"
 STRATEGIES = ("none", "directed-presence", "xep0018", "invisible-command", "privacy-lists")

@@ -31,6 +31,7 @@ from tests.plugins.muc.conftest import (
     INFO_NS,
     MUC,
     OWNER_NS,
+    ROOM,
     admin,
     configure,
     create_room,
@@ -42,7 +43,6 @@ from tests.plugins.muc.conftest import (
     room_sync,
 )
 
-ROOM = f"capulets@{MUC}"
 TEMPORARY = f"tomb@{MUC}"
 
 

@@ -19,7 +19,7 @@ from casper_plugins.muc.roles import check_affiliation_change, check_list, check
 from tests.plugins.muc.conftest import (
     ADMIN_NS,
     MESSAGE,
-    MUC,
+    ROOM,
     codes,
     create_room,
     enter,
@@ -28,14 +28,13 @@ from tests.plugins.muc.conftest import (
     join,
     message_from,
     open_muc,
+    open_room,
     presence_from,
     quiet,
     room_sync,
     say,
 )
 from tests.plugins.muc.conftest import admin as admin_iq
-
-ROOM = f"capulets@{MUC}"
 
 
 def role_item(nick: str, role: str, reason: str = "") -> str:
@@ -62,15 +61,7 @@ def room_jids(srv: TestServer, client: TestClient) -> tuple[set[str], set[str]]:
 
 
 async def test_moderator_kicks_a_participant_307_with_actor_and_reason() -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-        srv.client("tybalt") as tybalt,
-    ):
-        await create_room(romeo, ROOM, "Romeo")
-        await enter(juliet, ROOM, "Juliet")
-        await enter(tybalt, ROOM, "Tybalt")
+    async with open_room("juliet", "tybalt") as (romeo, juliet, tybalt):
         answer = await admin_iq(romeo, ROOM, role_item("Tybalt", "none", "Brawling"))
         assert answer.get("type") == "result"
         kicked = await tybalt.expect(presence_from(f"{ROOM}/Tybalt", "unavailable"))
@@ -87,14 +78,7 @@ async def test_moderator_kicks_a_participant_307_with_actor_and_reason() -> None
 
 
 async def test_participant_may_not_kick_and_nobody_kicks_an_admin() -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-        srv.client("nurse") as nurse,
-    ):
-        await create_room(romeo, ROOM, "Romeo")
-        await enter(juliet, ROOM, "Juliet")
+    async with open_room("juliet", later=("nurse",)) as (romeo, juliet, nurse):
         refused = await admin_iq(juliet, ROOM, role_item("Romeo", "none"))
         assert error_condition(refused) == "forbidden"
         await admin_iq(romeo, ROOM, affiliation_item("nurse@localhost", "admin"))
@@ -230,15 +214,7 @@ async def test_moderated_room_visitors_need_voice() -> None:
 
 
 async def test_only_admins_grant_moderation_and_a_new_moderator_sees_real_jids() -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-        srv.client("nurse") as nurse,
-    ):
-        await create_room(romeo, ROOM, "Romeo")  # semi-anonymous
-        await enter(juliet, ROOM, "Juliet")
-        await enter(nurse, ROOM, "Nurse")
+    async with open_room("juliet", "nurse") as (romeo, juliet, nurse):  # semi-anonymous
         await juliet.expect(presence_from(f"{ROOM}/Nurse"))
         await room_sync(juliet)
         refused = await admin_iq(juliet, ROOM, role_item("Nurse", "moderator"))

@@ -20,6 +20,7 @@ from tests.plugins.muc.conftest import (
     MUC_NS,
     OWNER_NS,
     PRESENCE,
+    ROOM,
     USER_NS,
     codes,
     create_room,
@@ -29,6 +30,7 @@ from tests.plugins.muc.conftest import (
     join,
     message_from,
     open_muc,
+    open_room,
     presence_from,
     query,
     quiet,
@@ -36,9 +38,6 @@ from tests.plugins.muc.conftest import (
     say,
     subject_message,
 )
-
-ROOM = f"capulets@{MUC}"
-
 
 # ---------------------------------------------------------------- create, join, leave
 
@@ -82,14 +81,7 @@ async def test_groupchat_1_0_join_without_muc_x_makes_an_instant_room() -> None:
 
 
 async def test_join_order_presences_then_self_then_history_then_subject() -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-        srv.client("nurse") as nurse,
-    ):
-        await create_room(romeo, ROOM, "Romeo")
-        await enter(juliet, ROOM, "Juliet")
+    async with open_room("juliet", later=("nurse",)) as (romeo, juliet, nurse):
         await say(romeo, ROOM, "Good morrow")
         _, received = await enter(nurse, ROOM, "Nurse")
         kinds = []
@@ -285,15 +277,7 @@ async def test_subject_set_by_a_moderator_is_sent_on_join_and_participants_may_n
 
 
 async def test_private_messages_go_to_the_occupant_only() -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-        srv.client("nurse") as nurse,
-    ):
-        await create_room(romeo, ROOM, "Romeo")
-        await enter(juliet, ROOM, "Juliet")
-        await enter(nurse, ROOM, "Nurse")
+    async with open_room("juliet", "nurse") as (romeo, juliet, nurse):
         msg_id = await say(romeo, f"{ROOM}/Juliet", "psst", type_="chat")
         got = await juliet.expect(message_from(f"{ROOM}/Romeo", "chat"))
         assert got.get("id") == msg_id and got.findtext(f"{{{CLIENT}}}body") == "psst"
@@ -341,13 +325,7 @@ async def test_mediated_invitation_and_decline() -> None:
 
 
 async def test_participants_may_not_invite_unless_the_room_allows_it() -> None:
-    async with (
-        open_muc() as srv,
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-    ):
-        await create_room(romeo, ROOM, "Romeo")
-        await enter(juliet, ROOM, "Juliet")
+    async with open_room("juliet") as (_, juliet):
         await juliet.send(
             f"<message to='{ROOM}'><x xmlns='{USER_NS}'><invite to='nurse@localhost'/></x></message>"
         )

@@ -7,8 +7,12 @@ denial must look like offline to whoever is denied. Real loopback TCP+TLS.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
+from casper.testing import TestClient
 from casper_plugins.privacy_lists.store import NAME, PrivacyStore
 
 from tests.helpers import query
@@ -53,6 +57,19 @@ async def lovers(srv):
     await link(srv, "romeo", "juliet", "both", groups=["Capulets"])
 
 
+@asynccontextmanager
+async def lovers_online(**server_options) -> AsyncIterator[tuple[TestClient, TestClient]]:
+    """romeo (``orchard``) and juliet (``balcony``), seeded as :func:`lovers`, each logged
+    in with initial presence on ``open_privacy_server(**server_options)``."""
+    async with open_privacy_server(**server_options) as srv:
+        await lovers(srv)
+        async with (
+            srv.client("romeo", resource="orchard", presence=True) as romeo,
+            srv.client("juliet", resource="balcony", presence=True) as juliet,
+        ):
+            yield romeo, juliet
+
+
 # ---------------------------------------------------------------- the six-way deny matrix
 
 MATCH = {
@@ -85,64 +102,55 @@ async def test_deny_matrix(item_type, kind):
     children = KINDS[kind]
     action = "allow" if children is None else "deny"
     item = f"<item {MATCH[item_type]} action='{action}' order='1'>{children or ''}</item>"
-    async with open_privacy_server() as srv:
-        await lovers(srv)
-        async with (
-            srv.client("romeo", resource="orchard", presence=True) as romeo,
-            srv.client("juliet", resource="balcony", presence=True) as juliet,
-        ):
-            await sync(romeo)
-            await sync(juliet)
-            await set_list(romeo, "l", item)
-            await set_active(romeo, "l")
-            # applied at once: presence-out denied → juliet sees romeo go offline;
-            # presence-in denied → romeo sees juliet go offline
-            assert found(await sync(juliet), is_presence(ORCHARD, "unavailable")) == (
-                "presence-out" in blocked
-            )
-            assert found(await sync(romeo), is_presence(BALCONY, "unavailable")) == (
-                "presence-in" in blocked
-            )
+    async with lovers_online() as (romeo, juliet):
+        await sync(romeo)
+        await sync(juliet)
+        await set_list(romeo, "l", item)
+        await set_active(romeo, "l")
+        # applied at once: presence-out denied → juliet sees romeo go offline;
+        # presence-in denied → romeo sees juliet go offline
+        assert found(await sync(juliet), is_presence(ORCHARD, "unavailable")) == (
+            "presence-out" in blocked
+        )
+        assert found(await sync(romeo), is_presence(BALCONY, "unavailable")) == (
+            "presence-in" in blocked
+        )
 
-            # message from juliet: denied means offline-equivalent (no error, not delivered)
-            await juliet.send(
-                f"<message to='{ORCHARD}' type='chat' id='m1'><body>hi</body></message>"
-            )
-            assert not found(await sync(juliet), with_id("m1"))
-            assert found(await sync(romeo), with_id("m1")) == ("message" not in blocked)
+        # message from juliet: denied means offline-equivalent (no error, not delivered)
+        await juliet.send(f"<message to='{ORCHARD}' type='chat' id='m1'><body>hi</body></message>")
+        assert not found(await sync(juliet), with_id("m1"))
+        assert found(await sync(romeo), with_id("m1")) == ("message" not in blocked)
 
-            # IQ from juliet to the full JID: denied means service-unavailable, as offline
-            await juliet.send(f"<iq type='get' id='v1' to='{ORCHARD}'>{VERSION}</iq>")
-            answers = await sync(juliet)
-            reached = found(await sync(romeo), with_id("v1", "get"))
-            assert reached == ("iq" not in blocked)
-            if "iq" in blocked:
-                (error,) = [e for e in answers if with_id("v1", "error")(e)]
-                assert error_condition(error) == "service-unavailable"
+        # IQ from juliet to the full JID: denied means service-unavailable, as offline
+        await juliet.send(f"<iq type='get' id='v1' to='{ORCHARD}'>{VERSION}</iq>")
+        answers = await sync(juliet)
+        reached = found(await sync(romeo), with_id("v1", "get"))
+        assert reached == ("iq" not in blocked)
+        if "iq" in blocked:
+            (error,) = [e for e in answers if with_id("v1", "error")(e)]
+            assert error_condition(error) == "service-unavailable"
 
-            # presence-in: juliet's update
-            await juliet.send("<presence><show>away</show></presence>")
-            await sync(juliet)
-            assert found(await sync(romeo), is_presence(BALCONY, None)) == (
-                "presence-in" not in blocked
-            )
+        # presence-in: juliet's update
+        await juliet.send("<presence><show>away</show></presence>")
+        await sync(juliet)
+        assert found(await sync(romeo), is_presence(BALCONY, None)) == (
+            "presence-in" not in blocked
+        )
 
-            # presence-out: romeo's update
-            await romeo.send("<presence><show>dnd</show></presence>")
-            await sync(romeo)
-            assert found(await sync(juliet), is_presence(ORCHARD, None)) == (
-                "presence-out" not in blocked
-            )
+        # presence-out: romeo's update
+        await romeo.send("<presence><show>dnd</show></presence>")
+        await sync(romeo)
+        assert found(await sync(juliet), is_presence(ORCHARD, None)) == (
+            "presence-out" not in blocked
+        )
 
-            # outbound: only an item without children stops what romeo sends
-            await romeo.send(
-                f"<message to='{JULIET}' type='chat' id='m2'><body>hey</body></message>"
-            )
-            answers = await sync(romeo)
-            assert found(await sync(juliet), with_id("m2")) == ("outbound" not in blocked)
-            if "outbound" in blocked:
-                (error,) = [e for e in answers if with_id("m2", "error")(e)]
-                assert error_condition(error) == "not-acceptable"
+        # outbound: only an item without children stops what romeo sends
+        await romeo.send(f"<message to='{JULIET}' type='chat' id='m2'><body>hey</body></message>")
+        answers = await sync(romeo)
+        assert found(await sync(juliet), with_id("m2")) == ("outbound" not in blocked)
+        if "outbound" in blocked:
+            (error,) = [e for e in answers if with_id("m2", "error")(e)]
+            assert error_condition(error) == "not-acceptable"
 
 
 # ---------------------------------------------------------------- inbound at the account level
@@ -296,20 +304,15 @@ async def test_roster_group_change_takes_effect_at_once():
 
 
 async def test_editing_the_active_list_takes_effect_at_once():
-    async with open_privacy_server() as srv:
-        await lovers(srv)
-        async with (
-            srv.client("romeo", resource="orchard", presence=True) as romeo,
-            srv.client("juliet", resource="balcony", presence=True) as juliet,
-        ):
-            await sync(juliet)
-            await set_list(romeo, "l", "<item action='allow' order='1'/>")
-            await set_active(romeo, "l")
-            assert not found(await sync(juliet), is_presence(ORCHARD))
-            await set_list(romeo, "l", "<item action='deny' order='1'><presence-out/></item>")
-            assert found(await sync(juliet), is_presence(ORCHARD, "unavailable"))
-            await set_list(romeo, "l", "<item action='allow' order='1'/>")
-            assert found(await sync(juliet), is_presence(ORCHARD, None))
+    async with lovers_online() as (romeo, juliet):
+        await sync(juliet)
+        await set_list(romeo, "l", "<item action='allow' order='1'/>")
+        await set_active(romeo, "l")
+        assert not found(await sync(juliet), is_presence(ORCHARD))
+        await set_list(romeo, "l", "<item action='deny' order='1'><presence-out/></item>")
+        assert found(await sync(juliet), is_presence(ORCHARD, "unavailable"))
+        await set_list(romeo, "l", "<item action='allow' order='1'/>")
+        assert found(await sync(juliet), is_presence(ORCHARD, None))
 
 
 async def test_unavailable_goes_only_to_who_saw_the_session():
@@ -343,44 +346,32 @@ NOTIFICATIONS = {
 
 @pytest.mark.parametrize("payload", NOTIFICATIONS.values(), ids=NOTIFICATIONS)
 async def test_notifications_are_withheld_from_whom_the_session_is_hidden(payload):
-    async with open_privacy_server() as srv:
-        await lovers(srv)
-        async with (
-            srv.client("romeo", resource="orchard", presence=True) as romeo,
-            srv.client("juliet", resource="balcony", presence=True) as juliet,
-        ):
-            await set_list(romeo, "inv", "<item action='deny' order='1'><presence-out/></item>")
-            await set_active(romeo, "inv")
-            await sync(juliet)
-            await romeo.send(f"<message to='{BALCONY}' type='chat' id='n1'>{payload}</message>")
-            await romeo.send(
-                f"<message to='{BALCONY}' type='chat' id='b1'><body>hi</body>{payload}</message>"
-            )
-            assert not found(await sync(romeo), lambda e: e.get("type") == "error")  # silently
-            got = await sync(juliet)
-            assert not found(got, with_id("n1"))
-            assert found(got, with_id("b1"))  # a body is deliberate chat: delivered whole
-            # visible again: notifications flow
-            await set_active(romeo, None)
-            await romeo.send(f"<message to='{BALCONY}' type='chat' id='n2'>{payload}</message>")
-            await sync(romeo)
-            assert found(await sync(juliet), with_id("n2"))
+    async with lovers_online() as (romeo, juliet):
+        await set_list(romeo, "inv", "<item action='deny' order='1'><presence-out/></item>")
+        await set_active(romeo, "inv")
+        await sync(juliet)
+        await romeo.send(f"<message to='{BALCONY}' type='chat' id='n1'>{payload}</message>")
+        await romeo.send(
+            f"<message to='{BALCONY}' type='chat' id='b1'><body>hi</body>{payload}</message>"
+        )
+        assert not found(await sync(romeo), lambda e: e.get("type") == "error")  # silently
+        got = await sync(juliet)
+        assert not found(got, with_id("n1"))
+        assert found(got, with_id("b1"))  # a body is deliberate chat: delivered whole
+        # visible again: notifications flow
+        await set_active(romeo, None)
+        await romeo.send(f"<message to='{BALCONY}' type='chat' id='n2'>{payload}</message>")
+        await sync(romeo)
+        assert found(await sync(juliet), with_id("n2"))
 
 
 async def test_notifications_flow_when_configured_to():
-    async with open_privacy_server(settings={"block_chat_states": False}) as srv:
-        await lovers(srv)
-        async with (
-            srv.client("romeo", resource="orchard", presence=True) as romeo,
-            srv.client("juliet", resource="balcony", presence=True) as juliet,
-        ):
-            await set_list(romeo, "inv", "<item action='deny' order='1'><presence-out/></item>")
-            await set_active(romeo, "inv")
-            await romeo.send(
-                f"<message to='{BALCONY}' id='n1'>{NOTIFICATIONS['chat state']}</message>"
-            )
-            await sync(romeo)
-            assert found(await sync(juliet), with_id("n1"))
+    async with lovers_online(settings={"block_chat_states": False}) as (romeo, juliet):
+        await set_list(romeo, "inv", "<item action='deny' order='1'><presence-out/></item>")
+        await set_active(romeo, "inv")
+        await romeo.send(f"<message to='{BALCONY}' id='n1'>{NOTIFICATIONS['chat state']}</message>")
+        await sync(romeo)
+        assert found(await sync(juliet), with_id("n1"))
 
 
 # ---------------------------------------------------------------- IQ probes look offline

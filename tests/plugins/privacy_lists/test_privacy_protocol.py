@@ -6,8 +6,12 @@ resource), juliet as an outsider. Real loopback TCP+TLS.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 from casper.config import ConfigError
+from casper.testing import TestClient
 from casper_plugins.privacy_lists import Config
 
 from tests.helpers import query
@@ -50,6 +54,17 @@ async def get_names(client):
     return names(await iq(client, "", "get"))
 
 
+@asynccontextmanager
+async def romeo_twice() -> AsyncIterator[tuple[TestClient, TestClient]]:
+    """romeo's resources ``orchard`` and ``home``, logged in to a fresh server."""
+    async with (
+        open_privacy_server() as srv,
+        srv.client("romeo", resource="orchard") as orchard,
+        srv.client("romeo", resource="home") as home,
+    ):
+        yield orchard, home
+
+
 # ---------------------------------------------------------------- retrieving and editing
 
 
@@ -59,11 +74,7 @@ async def test_names_of_a_fresh_account_are_empty():
 
 
 async def test_create_get_replace_and_push_to_every_resource():
-    async with (
-        open_privacy_server() as srv,
-        srv.client("romeo", resource="orchard") as orchard,
-        srv.client("romeo", resource="home") as home,
-    ):
+    async with romeo_twice() as (orchard, home):
         await set_list(orchard, "public", PUBLIC)
         await orchard.expect(is_push("public"))
         await home.expect(is_push("public"))
@@ -111,11 +122,7 @@ async def test_lists_and_default_persist_but_the_active_list_does_not():
 
 
 async def test_active_is_per_session_default_per_account():
-    async with (
-        open_privacy_server() as srv,
-        srv.client("romeo", resource="orchard") as orchard,
-        srv.client("romeo", resource="home") as home,
-    ):
+    async with romeo_twice() as (orchard, home):
         await set_list(orchard, "public", PUBLIC)
         await set_list(orchard, "private", PRIVATE)
         await set_active(orchard, "private")
@@ -229,11 +236,7 @@ async def test_limits():
 
 
 async def test_remove_pushes_and_forgets():
-    async with (
-        open_privacy_server() as srv,
-        srv.client("romeo", resource="orchard") as orchard,
-        srv.client("romeo", resource="home") as home,
-    ):
+    async with romeo_twice() as (orchard, home):
         await set_list(orchard, "private", PRIVATE)
         await home.expect(is_push("private"))
         reply = await iq(orchard, "<list name='private'/>")
@@ -244,11 +247,7 @@ async def test_remove_pushes_and_forgets():
 
 
 async def test_removing_a_list_active_on_another_resource_is_a_conflict():
-    async with (
-        open_privacy_server() as srv,
-        srv.client("romeo", resource="orchard") as orchard,
-        srv.client("romeo", resource="home") as home,
-    ):
+    async with romeo_twice() as (orchard, home):
         await set_list(orchard, "private", PRIVATE)
         await set_active(home, "private")
         await sync(orchard)
@@ -272,11 +271,7 @@ async def test_removing_ones_own_active_list_is_no_conflict():
 
 
 async def test_removing_the_default_list_in_use_elsewhere_is_a_conflict():
-    async with (
-        open_privacy_server() as srv,
-        srv.client("romeo", resource="orchard") as orchard,
-        srv.client("romeo", resource="home") as home,
-    ):
+    async with romeo_twice() as (orchard, home):
         await set_list(orchard, "public", PUBLIC)
         await set_default(orchard, "public")
         # home has no active list: the default applies to it
@@ -288,11 +283,7 @@ async def test_removing_the_default_list_in_use_elsewhere_is_a_conflict():
 
 
 async def test_changing_or_declining_the_default_in_use_elsewhere_is_a_conflict():
-    async with (
-        open_privacy_server() as srv,
-        srv.client("romeo", resource="orchard") as orchard,
-        srv.client("romeo", resource="home") as home,
-    ):
+    async with romeo_twice() as (orchard, home):
         await set_list(orchard, "public", PUBLIC)
         await set_list(orchard, "private", PRIVATE)
         await set_default(orchard, "public")
