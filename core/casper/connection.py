@@ -26,7 +26,7 @@ import logging
 import math
 import secrets
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 from xml.etree.ElementTree import Element
 
 import trio
@@ -38,7 +38,7 @@ from .errors import StreamError
 from .jid import JID
 from .limits import peer_address
 from .plugins import call_safely
-from .resumption import end_session
+from .resumption import end_session, retire
 from .sasl import Failure
 from .session import Kept, Outgoing, Session, StreamData
 from .stanza import IQ, MESSAGE, PRESENCE, Stanza
@@ -85,6 +85,7 @@ class Connection:
         self._running = False
         self._peer_eof = False  # the transport ended without </stream:stream>
         self._unwritten: list[Kept] = []  # taken from the outbox, never written
+        self._in_flight: list[Kept] = []  # being written, not counted by stream management
         self._backlog: list[Kept] = []  # to resend first on a resumed stream
 
     # ------------------------------------------------------------------ negotiation
@@ -204,7 +205,7 @@ class Connection:
                 if _detaching(session):
                     nursery.cancel_scope.cancel()  # what was not acknowledged is kept
                 else:
-                    await self._end(session, send)
+                    await self._end(session, send, receive)
                     session.close()  # stops the watcher; the writer ends once drained
                     nursery.cancel_scope.deadline = trio.current_time() + FLUSH_SECONDS
         finally:
@@ -277,9 +278,16 @@ class Connection:
         await session.wait_stop_requested()
         reader_scope.cancel()
 
-    async def _end(self, session: Session, send: trio.MemorySendChannel[Outgoing]) -> None:
-        """Unbind first so nothing new is routed here, clean up presence, then say goodbye."""
+    async def _end(self, session: Session, send: trio.MemorySendChannel[Outgoing],
+                   receive: trio.MemoryReceiveChannel[Outgoing]) -> None:  # fmt: skip
+        """Unbind first so nothing new is routed here, dispose of what the client will not
+        get (with stream management: what it did not acknowledge, and what is queued, which
+        it could not acknowledge any more), clean up presence, then say goodbye."""
         with trio.CancelScope(shield=True):
+            queued = (
+                [i for i in _drain(receive) if _worth_keeping(i)] if session.sm.counting else []
+            )
+            await retire(self.server, session, queued)
             await self.server.unbind(session)
         if session.closing is not None and not session.transport_lost:
             self.neg.close(session.closing)
@@ -293,10 +301,9 @@ class Connection:
         """After the connection's last write: detach a resumable session whose transport
         broke, end any other; what was queued but never written is kept either way."""
         send.close()
-        unwritten = (
-            self._unwritten + self._backlog + [i for i in _drain(receive) if _worth_keeping(i)]
-        )
-        self._unwritten, self._backlog = [], []
+        drained = [i for i in _drain(receive) if _worth_keeping(i)]
+        unwritten = self._in_flight + self._unwritten + self._backlog + drained
+        self._in_flight, self._unwritten, self._backlog = [], [], []
         if _detaching(session):
             session.sm.hold_first(unwritten)
             session.release()
@@ -352,9 +359,9 @@ class Connection:
                     request_at = math.inf
                 elif request_at == math.inf:
                     request_at = trio.current_time() + self.server.config.sm_ack_interval
-                self._unwritten = uncounted  # lost if this write fails: rescued
+                self._in_flight = uncounted  # lost if this write fails: rescued
                 await self.stream.send_all(data)
-                self._unwritten = []
+                self._in_flight = []
                 if session.sm.over_limit:
                     session.close(
                         StreamError("resource-constraint", "too many unacknowledged stanzas")
@@ -409,7 +416,7 @@ def _drain(receive: trio.MemoryReceiveChannel[Outgoing]) -> list[Outgoing]:
             return items
 
 
-def _worth_keeping(item: Outgoing) -> bool:
+def _worth_keeping(item: Outgoing) -> TypeGuard[Kept]:
     """Stanzas outlive a stream; bytes for it don't (a counted iq answer is a stanza)."""
     return isinstance(item, Stanza) or (isinstance(item, StreamData) and item.counted)
 

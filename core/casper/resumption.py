@@ -138,15 +138,25 @@ async def end_session(server: Server, session: Session, unwritten: Iterable[Kept
     :param unwritten: stanzas that were queued for writing but never written, in order;
         they come after the unacknowledged ones and before those kept meanwhile.
     """
-    server.resumable.forget(session)
-    server.router.unbind(session)  # nothing new is routed to it; presence follows below
-    session.sm.hold_first(unwritten)
-    await rescue(server, session, session.sm.take_all())
+    await retire(server, session, unwritten)
     try:
         await server.session_ended(session)
     finally:
         session.mark_ended()
         log.info("%s ended", session.jid)
+
+
+async def retire(server: Server, session: Session, unwritten: Iterable[Kept] = ()) -> None:
+    """Unbind ``session`` (nothing new is routed to it) and rescue what it holds.
+
+    The first step of :func:`end_session`; a connection takes it early, before its
+    goodbye, so that what its client never got is disposed of before anything sent to the
+    account after the unbinding (offline storage keeps the order). May be repeated.
+    """
+    server.resumable.forget(session)
+    server.router.unbind(session)
+    session.sm.hold_first(unwritten)
+    await rescue(server, session, session.sm.take_all())
 
 
 async def rescue(server: Server, session: Session, items: Iterable[Kept]) -> None:

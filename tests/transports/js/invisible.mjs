@@ -41,9 +41,14 @@ const presenceFrom = (who, type) => (s) =>
 
 async function sessionsLeft(count) {
   const deadline = Date.now() + 10000;
+  let health = null;
   for (;;) {
-    const health = await (await fetch(config.health)).json();
-    if (health.sessions === count) return;
+    try {
+      health = await (await fetch(config.health, { signal: AbortSignal.timeout(2000) })).json();
+      if (health.sessions === count) return;
+    } catch (err) {
+      (result.healthErrors ??= []).push(String(err)); // reported, and polled again
+    }
     if (Date.now() > deadline) throw new Error(`health: still ${JSON.stringify(health)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -67,6 +72,8 @@ async function main() {
     result[name].sawPresenceFrom = (await actor.waitFor(presenceFrom(romeo), "romeo's presence")).from;
     await romeo.waitFor(presenceFrom(actor), `${name}'s presence`);
   }
+  // a round trip each, so that late presence (probe answers) arrives before the marks
+  for (const actor of [romeo, juliet, benvolio]) await actor.iq("get", "query", "jabber:iq:roster");
   step("presence seen");
 
   const marks = { juliet: juliet.mark(), benvolio: benvolio.mark() };
@@ -123,11 +130,19 @@ async function main() {
   result.ok = true;
 }
 
+// a hung step still reports where it was (the test's own timeout would only kill node)
+const watchdog = setTimeout(() => {
+  result.error = `watchdog: stuck after ${result.steps.length} steps`;
+  console.log(JSON.stringify(result));
+  process.exit(1);
+}, 50000);
+
 main()
   .catch((err) => {
     result.error = String(err && err.stack ? err.stack : err);
   })
   .finally(() => {
+    clearTimeout(watchdog);
     console.log(JSON.stringify(result));
     process.exit(result.ok ? 0 : 1);
   });
