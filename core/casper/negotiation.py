@@ -46,20 +46,34 @@ no trio. After binding, every top-level element passes through as :class:`Stanza
 
 from __future__ import annotations
 
-import base64
 import enum
 import re
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from casper import sasl
 from casper.errors import STANZAS_NS, LocalProtocolError, StanzaError, StreamError
-from casper.jid import JID, InvalidJID, prep_domain, prep_localpart, prep_resource
+from casper.jid import JID, prep_domain, prep_resource
+from casper.negotiation_events import (
+    Authenticated,
+    AuthFailed,
+    BindRequested,
+    Closed,
+    CredentialsNeeded,
+    Established,
+    Event,
+    Resumed,
+    ResumeRequested,
+    SendData,
+    StanzaIn,
+    StartTLS,
+    State,
+)
+from casper.negotiation_sasl import _SASL, PLAIN, SaslNegotiation, _or_none
 from casper.stream_management import ENABLE as _SM_ENABLE
 from casper.stream_management import RESUME as _SM_RESUME
 from casper.stream_management import failed as _sm_failed
@@ -67,95 +81,33 @@ from casper.xml import NEED_DATA, STREAM_CLOSE, STREAM_NS, NeedData, XMLStreamPa
 from casper.xml.events import StanzaReceived, StreamClosed, StreamOpened
 from casper.xml.serializer import stream_error, stream_header
 
+__all__ = [  # the events and states live in their own module; this is their public home
+    "NEED_DATA",
+    "PLAIN",
+    "TRANSITIONS",
+    "AuthFailed",
+    "Authenticated",
+    "BindRequested",
+    "C2SNegotiation",
+    "Closed",
+    "CredentialsNeeded",
+    "Established",
+    "Event",
+    "Input",
+    "ResumeRequested",
+    "Resumed",
+    "SendData",
+    "StanzaIn",
+    "StartTLS",
+    "State",
+]  # fmt: skip
+
 _CLIENT = "{jabber:client}"
 _TLS = "{urn:ietf:params:xml:ns:xmpp-tls}"
-_SASL = "{urn:ietf:params:xml:ns:xmpp-sasl}"
 _BIND = "{urn:ietf:params:xml:ns:xmpp-bind}"
 _SESSION = "{urn:ietf:params:xml:ns:xmpp-session}"
 _STANZAS = f"{{{STANZAS_NS}}}"
-PLAIN = "PLAIN"
 _WS = b" \t\r\n"
-
-
-@dataclass(frozen=True)
-class SendData:
-    data: bytes  #: write to the transport, in the order the events come
-
-
-@dataclass(frozen=True)
-class StartTLS:
-    """Wrap the transport in TLS (server side), then call ``tls_started()``."""
-
-
-@dataclass(frozen=True)
-class CredentialsNeeded:
-    username: str  #: prepared localpart; answer with ``provide_credentials()``
-    mechanism: str  #: whose credentials (PLAIN asks for SCRAM-SHA-256 ones)
-
-
-@dataclass(frozen=True)
-class Authenticated:
-    username: str  #: the account's prepared localpart
-
-
-@dataclass(frozen=True)
-class AuthFailed:
-    """A ``<failure/>`` was sent (already queued as data before this event)."""
-
-    username: str | None  #: the prepared localpart tried, if the attempt got that far
-    condition: str  #: the SASL condition sent, e.g. ``not-authorized``
-
-
-@dataclass(frozen=True)
-class BindRequested:
-    resource: str | None  #: prepared, or None to pick one; answer bind_done() or bind_failed()
-    iq_id: str
-
-
-@dataclass(frozen=True)
-class Established:
-    jid: JID  #: the bound full JID; top-level elements follow as StanzaIn
-
-
-@dataclass(frozen=True)
-class ResumeRequested:
-    """XEP-0198 ``<resume/>``: answer ``resume_done()`` or ``resume_failed()``."""
-
-    previd: str  #: the SM-ID of the stream to resume ('' if missing)
-    h: str | None  #: the client's count of our stanzas, unparsed
-
-
-@dataclass(frozen=True)
-class Resumed:
-    jid: JID  #: the resumed session's full JID; top-level elements follow as StanzaIn
-
-
-@dataclass(frozen=True)
-class StanzaIn:
-    element: Element  #: a top-level element received on the established stream
-
-
-@dataclass(frozen=True)
-class Closed:
-    error: StreamError | None  #: the stream is over: flush, then close the transport
-
-
-Event = (SendData | StartTLS | CredentialsNeeded | Authenticated | AuthFailed | BindRequested
-         | Established | ResumeRequested | Resumed | StanzaIn | Closed)  # fmt: skip
-
-
-class State(enum.Enum):
-    HEADER = "header"  # waiting for the client's stream header
-    FEATURES = "features"  # pre-auth features sent: <starttls/> or <auth/> expected
-    TLS_PENDING = "tls-pending"  # <proceed/> sent: waiting for tls_started()
-    SASL_INITIAL = "sasl-initial"  # empty challenge sent: the initial response is due
-    SASL_CREDENTIALS = "sasl-credentials"  # waiting for provide_credentials()
-    SASL_CHALLENGE = "sasl-challenge"  # SCRAM challenge sent: the final response is due
-    BIND = "bind"  # authenticated stream: a bind request is due
-    BIND_PENDING = "bind-pending"  # waiting for bind_done() or bind_failed()
-    RESUME_PENDING = "resume-pending"  # waiting for resume_done() or resume_failed()
-    ESTABLISHED = "established"  # stanzas pass through
-    CLOSED = "closed"
 
 
 class Input(enum.Enum):
@@ -243,15 +195,6 @@ def _classify(event: StreamOpened | StanzaReceived | StreamClosed) -> Input:
     return _TAG_INPUTS.get(el.tag, Input.ELEMENT)
 
 
-def _b64decode(text: str | None) -> bytes | None:
-    """Decode SASL data (``=`` or nothing: empty); ``None`` if it is not base64."""
-    text = (text or "").strip()
-    try:
-        return b"" if text in ("", "=") else base64.b64decode(text, validate=True)
-    except ValueError:  # binascii.Error, or non-ASCII text
-        return None
-
-
 def _iq_error(iq_id: str, error: StanzaError) -> Element:
     iq = Element(_CLIENT + "iq", type="error", id=iq_id)
     child = SubElement(iq, _CLIENT + "error", type=error.type)
@@ -264,14 +207,7 @@ def _iq_error(iq_id: str, error: StanzaError) -> Element:
 _new_stream_id = partial(secrets.token_urlsafe, 16)
 
 
-def _or_none(prepare: Callable[[str], object], text: str | None) -> str | None:
-    try:
-        return None if text is None else str(prepare(text))
-    except InvalidJID:
-        return None
-
-
-class C2SNegotiation:
+class C2SNegotiation(SaslNegotiation):
     """Drive one client-to-server stream from connection to bound resource.
 
     :param domain: the served domain; the client's ``to`` must match it.
@@ -520,104 +456,6 @@ class C2SNegotiation:
 
     def _tls_started(self, _payload: None) -> State:
         self._tls = True
-        return self._restart()
-
-    def _start_auth(self, event: StanzaReceived) -> State:
-        """Rule 4: check the mechanism, then start it (or ask for the initial response)."""
-        mechanism = event.element.get("mechanism", "")
-        if not self._mechanisms() or (mechanism == PLAIN and self._allow_plain and not self._tls):
-            return self._auth_failure("encryption-required")
-        if mechanism not in self._mechanisms():
-            return self._auth_failure("invalid-mechanism")
-        self._mechanism = mechanism
-        if not (event.element.text or "").strip():
-            self._send(serialize(Element(_SASL + "challenge")))
-            return State.SASL_INITIAL
-        return self._initial_response(event)
-
-    def _initial_response(self, event: StanzaReceived) -> State:
-        data = _b64decode(event.element.text)
-        if data is None:
-            return self._auth_failure("incorrect-encoding")
-        return self._begin_plain(data) if self._mechanism == PLAIN else self._begin_scram(data)
-
-    def _begin_plain(self, data: bytes) -> State:
-        parsed = sasl.parse_plain(data)
-        if isinstance(parsed, sasl.Failure):
-            return self._auth_failure(parsed.condition, parsed.text)
-        authzid, authcid, self._password = parsed
-        self._username = _or_none(prep_localpart, authcid)
-        if self._username is None:
-            return self._auth_failure("not-authorized")
-        if authzid and _or_none(JID.parse, authzid) != f"{self._username}@{self.domain}":
-            return self._auth_failure("invalid-authzid")
-        self._out.append(CredentialsNeeded(self._username, sasl.MECHANISMS[0]))
-        return State.SASL_CREDENTIALS
-
-    def _begin_scram(self, data: bytes) -> State:
-        assert self._mechanism is not None
-        scram = sasl.ScramServer(self._mechanism, **self._scram_options)
-        step = scram.start(data)
-        if isinstance(step, sasl.Failure):
-            return self._auth_failure(step.condition, step.text)
-        self._scram, self._username = scram, _or_none(prep_localpart, step.username)
-        if self._username is None:  # no such account: answer exactly as for an unknown user
-            return self._challenge(scram.credentials(None).data)
-        self._out.append(CredentialsNeeded(self._username, self._mechanism))
-        return State.SASL_CREDENTIALS
-
-    def _challenge(self, data: bytes) -> State:
-        challenge = Element(_SASL + "challenge")
-        challenge.text = base64.b64encode(data).decode()
-        self._send(serialize(challenge))
-        return State.SASL_CHALLENGE
-
-    def _check_credentials(self, creds: sasl.ScramCredentials | sasl.Failure | None) -> State:
-        if isinstance(creds, sasl.Failure):  # refuse_credentials()
-            return self._auth_failure(creds.condition, creds.text)
-        if self._scram is not None:
-            return self._challenge(self._scram.credentials(creds).data)
-        password, self._password = self._password, None  # PLAIN
-        if creds is None or password is None or not sasl.verify_password(creds, password):
-            return self._auth_failure("not-authorized")
-        return self._succeed(None)
-
-    def _final_response(self, event: StanzaReceived) -> State:
-        assert self._scram is not None
-        data = _b64decode(event.element.text)
-        if data is None:
-            return self._auth_failure("incorrect-encoding")
-        step = self._scram.respond(data)
-        if isinstance(step, sasl.Success):
-            return self._succeed(step.additional_data)
-        return self._auth_failure(step.condition, step.text)
-
-    def _abort_auth(self, _event: StanzaReceived) -> State:
-        return self._auth_failure("aborted")
-
-    def _auth_failure(self, condition: str, text: str | None = None) -> State:
-        username = self._username
-        self._scram = self._mechanism = self._username = self._password = None
-        failure = Element(_SASL + "failure")
-        SubElement(failure, _SASL + condition)
-        if text:
-            SubElement(failure, _SASL + "text").text = text
-        self._send(serialize(failure))
-        self._out.append(AuthFailed(username, condition))
-        self._auth_failures += 1
-        if self._auth_failures >= self._max_auth_failures:
-            raise StreamError("policy-violation", "too many authentication failures")
-        return State.FEATURES
-
-    def _succeed(self, data: bytes | None) -> State:
-        assert self._username is not None
-        success = Element(_SASL + "success")
-        success.text = None if data is None else base64.b64encode(data).decode() or "="
-        self._send(serialize(success))
-        self._out.append(Authenticated(self._username))
-        self._authenticated = True
-        self._scram = self._mechanism = None
-        self._inbox[:0] = self._parser.trailing_bytes()  # normally empty: see _pull()
         return self._restart()
 
     def _request_bind(self, event: StanzaReceived) -> State:
