@@ -45,12 +45,34 @@ const HIDE = {
   },
 };
 
+// GET /health on a fresh connection, bounded in time
+function getHealth() {
+  return new Promise((resolve, reject) => {
+    const req = http.get(config.health, { agent: false, timeout: 2000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk) => (body += chunk));
+      res.on("end", () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (err) {
+          reject(err);
+        }
+      });
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error("health: no answer in 2 s")));
+    req.on("error", reject);
+  });
+}
+
 async function sessionsLeft(count) {
   const deadline = Date.now() + 10000;
   let health = null;
   for (;;) {
+    result.healthPolls = (result.healthPolls ?? 0) + 1;
     try {
-      health = await (await fetch(config.health, { signal: AbortSignal.timeout(2000) })).json();
+      health = await getHealth();
       if (health.sessions === count && health.bosh_sessions === 0) return;
     } catch (err) {
       (result.healthErrors ??= []).push(String(err)); // reported, and polled again

@@ -14,6 +14,7 @@
 // Casper's /health URL, polled to know romeo's session has ended before checking that.
 // Prints one JSON line; exits 1 on any failure.
 
+import http from "node:http";
 import { makeActor } from "./actors.mjs";
 
 const config = JSON.parse(process.argv[2]);
@@ -39,12 +40,34 @@ const STRATEGIES = {
 const presenceFrom = (who, type) => (s) =>
   s.name === "presence" && s.type === type && bare(s.from) === bare(who.jid);
 
+// GET /health on a fresh connection, bounded in time
+function getHealth() {
+  return new Promise((resolve, reject) => {
+    const req = http.get(config.health, { agent: false, timeout: 2000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk) => (body += chunk));
+      res.on("end", () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (err) {
+          reject(err);
+        }
+      });
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error("health: no answer in 2 s")));
+    req.on("error", reject);
+  });
+}
+
 async function sessionsLeft(count) {
   const deadline = Date.now() + 10000;
   let health = null;
   for (;;) {
+    result.healthPolls = (result.healthPolls ?? 0) + 1;
     try {
-      health = await (await fetch(config.health, { signal: AbortSignal.timeout(2000) })).json();
+      health = await getHealth();
       if (health.sessions === count) return;
     } catch (err) {
       (result.healthErrors ??= []).push(String(err)); // reported, and polled again
