@@ -3,7 +3,9 @@
 ::
 
     casper serve   [--config FILE] [--domain D] [--host H] [--port P] [--data-dir DIR]
-                   [--plugins a,b,c] [--http-port P]      (SIGHUP reloads the TLS certificate)
+                   [--plugins a,b,c] [--http-port P]
+                   (SIGHUP reloads the TLS certificate; SIGINT or SIGTERM stops: open
+                   streams end with a system-shutdown stream error)
     casper user    add|passwd JID [--password P] | delete JID | list   [--config] [--data-dir]
     casper plugins [--config FILE]
     casper compare [--strategies a,b,c+d] [--json F] [--markdown F] [--html F] [--target ...]
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from casper.server import Server
 
 PLUGIN_GROUP = "casper"
+log = logging.getLogger("casper.serve")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_USAGE = 2
 
@@ -145,23 +148,35 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def serve_reloading(config: Config) -> None:
-    """Run the server; on SIGHUP, reload its TLS certificate (``Server.reload_tls``)."""
+    """Run the server until SIGINT or SIGTERM; on SIGHUP, reload its TLS certificate.
+
+    The signals are received by Trio rather than raised as ``KeyboardInterrupt``: an
+    exception raised at an arbitrary bytecode can leave a context manager half entered, so
+    shutdown goes through cancellation instead and every connection closes in order.
+    """
     import trio
 
     from casper.server import serve  # imported late: the CLI must work without a full server
 
     async with trio.open_nursery() as nursery:
         server = await nursery.start(serve, config)
-        if hasattr(signal, "SIGHUP"):
-            nursery.start_soon(_reload_on_sighup, server)
+        await _handle_signals(server)
 
 
-async def _reload_on_sighup(server: Server) -> None:
+async def _handle_signals(server: Server) -> None:
     import trio
 
-    with trio.open_signal_receiver(signal.SIGHUP) as signals:
-        async for _ in signals:
-            server.reload_tls()
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP"):
+        wanted.append(signal.SIGHUP)
+    with trio.open_signal_receiver(*wanted) as signals:
+        async for signum in signals:
+            if signum == getattr(signal, "SIGHUP", None):
+                server.reload_tls()
+            else:
+                log.info("stopping on %s", signal.Signals(signum).name)
+                server.shut_down()
+                return
 
 
 def _run_server(config: Config) -> int:
@@ -169,7 +184,7 @@ def _run_server(config: Config) -> int:
 
     try:
         trio.run(serve_reloading, config)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before the signal receiver is in place
         return 0
     except BaseExceptionGroup as group:
         if group.split(KeyboardInterrupt)[1] is None:

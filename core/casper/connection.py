@@ -439,6 +439,10 @@ async def handle_connection(server: Server, stream: trio.abc.Stream, *, secure: 
         await _send_error(
             connection, StreamError("connection-timeout", "negotiation took too long")
         )
+    except trio.Cancelled:
+        if server.shutting_down:
+            await _send_error(connection, StreamError("system-shutdown"))
+        raise
     except Exception as exc:
         if not _peer_gone(exc):
             log.exception("connection failed")

@@ -89,6 +89,16 @@ class Server:
 
     # ------------------------------------------------------------------ setup
 
+    @property
+    def shutting_down(self) -> bool:
+        """Whether :meth:`shut_down` was called: connections end with ``system-shutdown``."""
+        return self.nursery is not None and self.nursery.cancel_scope.cancel_called
+
+    def shut_down(self) -> None:
+        """Stop serving: every connection gets ``system-shutdown``, then :func:`serve` returns."""
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+
     def build_iq_table(self) -> None:
         """Collect core and plugin IQ handlers once; duplicates are a startup error."""
         handlers = [("core", h) for h in self.rosters.iq_handlers()]

@@ -7,6 +7,7 @@ checked by logging in with slixmpp; ``casper plugins``.
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import stat
@@ -103,6 +104,26 @@ def test_serve_without_arguments_in_an_empty_directory(tmp_path, start_casper):
     again, _ = _serve_with_defaults(start_casper, tmp_path)
     assert again.stop() == 0
     assert cert.read_bytes() == generated  # the certificate is made once, then reused
+
+
+def test_sigterm_ends_open_streams_with_system_shutdown(tmp_path, start_casper):
+    server, _ = _serve_with_defaults(start_casper, tmp_path)
+    cert = tmp_path / "casper-data" / "tls" / "cert.pem"
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with (
+        socket.create_connection(("127.0.0.1", 5223), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        _features(sock)
+        server.proc.send_signal(signal.SIGTERM)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert b"<system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in data
+    assert data.endswith(b"</stream:stream>")
+    assert server.stop() == 0
+    assert "stopping on SIGTERM" in server.log
+    assert "Traceback" not in server.log
 
 
 CONFIG_ERRORS = [
