@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("casper.connection")
 RECEIVE_SIZE = 65536
 FLUSH_SECONDS = 5.0
+READ_GRACE = 1.0  # seconds the reader goes on after a failed write (input may be pending)
 TOO_MANY_FAILURES = "too many failed attempts; try again later"
 BATCH = 256  # queued items coalesced into one write
 _STANZAS = (MESSAGE, PRESENCE, IQ)
@@ -84,6 +85,7 @@ class Connection:
         self.resumed: Session | None = None  # claimed by <resume/>, this connection's to run
         self._running = False
         self._peer_eof = False  # the transport ended without </stream:stream>
+        self._peer_closed = False  # the client ended its stream: the session ends (XEP-0198 §5)
         self._unwritten: list[Kept] = []  # taken from the outbox, never written
         self._in_flight: list[Kept] = []  # being written, not counted by stream management
         self._backlog: list[Kept] = []  # to resend first on a resumed stream
@@ -202,7 +204,7 @@ class Connection:
                 with trio.CancelScope() as reader_scope:
                     nursery.start_soon(self._watch_stop, session, reader_scope)
                     await self._read_loop(session)
-                if _detaching(session):
+                if self._detaching(session):
                     nursery.cancel_scope.cancel()  # what was not acknowledged is kept
                 else:
                     await self._end(session, send, receive)
@@ -248,8 +250,11 @@ class Connection:
                         StreamData(event.data, counted=event.data.startswith(b"<iq"))
                     )
                 elif isinstance(event, neg.Closed):
-                    if self._peer_eof and event.error is None:
-                        session.transport_gone()  # no </stream:stream>: unfinished (XEP-0198 §7)
+                    if event.error is None:
+                        if self._peer_eof:  # no </stream:stream>: unfinished (XEP-0198 §7)
+                            session.transport_gone()
+                        else:
+                            self._peer_closed = True
                     return
         if idle_scope.cancelled_caught:
             if session.resumable:  # likely a half-open connection: keep the session
@@ -274,9 +279,23 @@ class Connection:
             self.server.resumable.register(session)
         session.deliver_stream_data(StreamData(answer.data, enables_sm=answer.enabled))
 
+    def _detaching(self, session: Session) -> bool:
+        """Whether the connection lets go of the session rather than ending it."""
+        return (
+            session.resumable
+            and not self._peer_closed
+            and (session.transport_lost or session.taken_over)
+        )
+
     async def _watch_stop(self, session: Session, reader_scope: trio.CancelScope) -> None:
+        """Stop the reader when the session must stop; after a failed write, first give it
+        a moment to read what the peer sent before going (its ``</stream:stream>`` says the
+        session ends rather than waits for resumption)."""
         await session.wait_stop_requested()
-        reader_scope.cancel()
+        if session.transport_lost and not session.taken_over and session.closing is None:
+            reader_scope.deadline = min(reader_scope.deadline, trio.current_time() + READ_GRACE)
+        else:
+            reader_scope.cancel()
 
     async def _end(self, session: Session, send: trio.MemorySendChannel[Outgoing],
                    receive: trio.MemoryReceiveChannel[Outgoing]) -> None:  # fmt: skip
@@ -304,7 +323,7 @@ class Connection:
         drained = [i for i in _drain(receive) if _worth_keeping(i)]
         unwritten = self._in_flight + self._unwritten + self._backlog + drained
         self._in_flight, self._unwritten, self._backlog = [], [], []
-        if _detaching(session):
+        if self._detaching(session):
             session.sm.hold_first(unwritten)
             session.release()
             if self.server.resumable.detach(session):
@@ -419,11 +438,6 @@ def _drain(receive: trio.MemoryReceiveChannel[Outgoing]) -> list[Outgoing]:
 def _worth_keeping(item: Outgoing) -> TypeGuard[Kept]:
     """Stanzas outlive a stream; bytes for it don't (a counted iq answer is a stanza)."""
     return isinstance(item, Stanza) or (isinstance(item, StreamData) and item.counted)
-
-
-def _detaching(session: Session) -> bool:
-    """Whether the connection lets go of the session rather than ending it."""
-    return session.resumable and (session.transport_lost or session.taken_over)
 
 
 async def handle_connection(server: Server, stream: trio.abc.Stream, *, secure: bool,

@@ -15,6 +15,7 @@ import wsproto.events
 from casper.transports.framing import FRAMING_NS
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
+from tests.helpers import befriend
 from tests.transports.clients import (
     SASL,
     STREAMS,
@@ -236,3 +237,33 @@ async def test_slow_reader_is_closed_and_others_carry_on(make_web) -> None:
         assert web.srv.server.router.session_for(juliet.jid) is None  # closed: too slow
         await romeo.send("<message to='romeo@localhost/fast' id='self'><body>ok</body></message>")
         assert (await romeo.expect(lambda e: e.get("id") == "self")).get("id") == "self"
+
+
+@pytest.mark.parametrize("farewell", ["tcp-abort", "websocket-close"])
+async def test_close_while_stanzas_are_written_ends_a_resumable_session_at_once(
+    make_web, farewell: str
+) -> None:
+    """XEP-0198 §5: ``<close/>`` ends even a resumable session, also when the client drops
+    the socket right after it and the server's writes to it fail first; what was not
+    written waits offline rather than in a session nobody will resume."""
+    async with make_web(plugins=["offline"], sm_resume_timeout=300) as web:
+        await befriend(web.srv, "romeo", "juliet")
+        async with (
+            websocket_client(web.ws_url, web.domain, "juliet", presence=True) as juliet,
+            websocket_client(web.ws_url, web.domain, "romeo", presence=True) as romeo,
+        ):
+            await romeo.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+            await romeo.expect("{urn:xmpp:sm:3}enabled")
+            for i in range(20):
+                await juliet.send(
+                    f"<message to='{romeo.jid}' type='chat'><body>{i}</body></message>"
+                )
+            await romeo.send("<presence type='unavailable'/>")
+            await romeo.send_raw(f"<close xmlns='{FRAMING_NS}'/>")
+            await (romeo.ws._stream.aclose() if farewell == "tcp-abort" else romeo.ws.aclose())
+            server = web.srv.server
+            with trio.move_on_after(3):  # the resumption window is 300 s
+                while server.router.session_for(romeo.jid) or server.resumable.detached:
+                    await trio.sleep(0.02)
+            assert server.resumable.detached == 0
+            assert server.router.session_for(romeo.jid) is None
