@@ -4,6 +4,7 @@ They drive :class:`casper.testing.TestClient` objects through ordinary protocol 
 ``sync`` is a round trip to the server, ``make_contacts`` the RFC 6121 subscription
 handshake, ``query`` one IQ get and its answer. :class:`BaseCast` keeps named actors logged
 in for scripted conversations; ``serve_without_listeners`` checks a plugin set at startup.
+``note`` is for test plugins: a server message to a session, so what a hook did is observed.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import ssl
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any
 from xml.etree.ElementTree import Element
 
 import trio
 from casper.config import Config
 from casper.errors import STANZAS_NS
 from casper.server import serve
+from casper.stanza import make_stanza, qname
 from casper.storage import SQLiteStorage
 from casper.testing import TestClient, TestServer
 
@@ -125,6 +128,13 @@ async def drain(client: TestClient, settle: float = 0.3) -> list[Element]:
         while True:
             received.append(await client.recv())
     return received
+
+
+def note(session: Any, text: str, stanza_id: str) -> None:
+    """Deliver a server message to ``session`` (what test plugins use to be observed)."""
+    body = Element(qname(CLIENT, "body"))
+    body.text = text
+    session.deliver_nowait(make_stanza("message", to=session.jid, id=stanza_id, children=[body]))
 
 
 async def serve_without_listeners(plugins: list[tuple[object, str]]) -> None:
