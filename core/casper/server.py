@@ -171,7 +171,9 @@ class Server:
         for session in self.router.sessions_of(account):
             await self.presence.reconcile(session)
 
-    async def last_public_activity(self, account: JID, observer: JID | None = None) -> tuple[float, str | None]:
+    async def last_public_activity(
+        self, account: JID, observer: JID | None = None
+    ) -> tuple[float, str | None]:
         """When ``observer`` (default: anyone not hidden from) last saw the account go
         offline; ``(0, None)`` if never."""
         return await self.lastseen.for_observer(account, observer)
@@ -223,7 +225,9 @@ def _ssl_context(config: Config) -> ssl.SSLContext:
 
 
 async def _open_default_listeners(config: Config) -> list[C2SListener]:
-    listeners = [C2SListener(lst) for lst in await trio.open_tcp_listeners(config.port, host=config.host)]
+    listeners = [
+        C2SListener(lst) for lst in await trio.open_tcp_listeners(config.port, host=config.host)
+    ]
     if config.tls_port is not None:
         tls = await trio.open_tcp_listeners(config.tls_port, host=config.host)
         listeners += [C2SListener(lst, direct_tls=True) for lst in tls]
