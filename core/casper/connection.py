@@ -42,6 +42,7 @@ from .resumption import end_session, retire
 from .sasl import Failure
 from .session import Kept, Outgoing, Session, StreamData
 from .stanza import IQ, MESSAGE, PRESENCE, Stanza
+from .tls import channel_bindings
 from .xml import serialize
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Connection:
         self.ssl_context = ssl_context
         self.peer = peer_address(stream)  # None for WebSocket, BOSH and memory streams
         self.username: str | None = None
+        self._secure = secure
         self.neg = neg.C2SNegotiation(
             domain=server.domain,
             tls_available=ssl_context is not None and not secure,
@@ -94,6 +96,8 @@ class Connection:
 
     async def negotiate(self) -> JID | None:
         """Run negotiation to a bound JID; ``None`` if the stream ended first."""
+        if self._secure:
+            await self._bind_channel()
         while True:
             event = self.neg.next_event()
             if event is neg.NEED_DATA:
@@ -136,6 +140,15 @@ class Connection:
         self.stream = trio.SSLStream(self.stream, self.ssl_context, server_side=True)
         await self.stream.do_handshake()
         self.neg.tls_started()
+        await self._bind_channel()
+
+    async def _bind_channel(self) -> None:
+        """Finish the TLS handshake (which direct TLS would start lazily; done once) and
+        hand the channel bindings to the negotiation, for SCRAM-*-PLUS. WebSocket and BOSH
+        behind their own TLS have none to give: their stream is no :class:`trio.SSLStream`."""
+        if isinstance(self.stream, trio.SSLStream):
+            await self.stream.do_handshake()
+            self.neg.set_channel_bindings(channel_bindings(self.stream))
 
     async def _provide_credentials(self, event: neg.CredentialsNeeded) -> None:
         if not self.server.limits.auth_allowed(self.peer, event.username, trio.current_time()):

@@ -9,7 +9,8 @@ no trio. After binding, every top-level element passes through as :class:`Stanza
    ``jabber:client`` (``invalid-namespace``). Any stream error, from the parser or a rule, is
    sent as [header if not yet sent] + ``<stream:error>`` + close tag, then Closed(error).
 2. Features: before TLS, ``<starttls/>`` (``<required/>`` if ``tls_required``, and then no
-   mechanisms); SCRAM-SHA-256, SCRAM-SHA-1, and PLAIN only over TLS with ``allow_plain``.
+   mechanisms); SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS with channel bindings (rule 10),
+   SCRAM-SHA-256, SCRAM-SHA-1, and PLAIN only over TLS with ``allow_plain``.
    After SASL: ``<bind/>``, the optional legacy ``<session/>``, then the extra features.
 3. STARTTLS: ``<proceed/>``, then :class:`StartTLS`; ``tls_started()`` restarts the stream.
    Any non-whitespace byte after ``<starttls/>`` and before TLS is plaintext injection:
@@ -42,6 +43,12 @@ no trio. After binding, every top-level element passes through as :class:`Stanza
    before binding gets ``<failed><unexpected-request/></failed>``. On the established stream
    both pass through as :class:`StanzaIn`; the caller answers them. Before authentication
    they are rejected by rule 5. The ``<sm/>`` feature is one of the extra features.
+10. Channel binding (RFC 5802 §6, XEP-0440): on a TLS stream, before its first header,
+   ``set_channel_bindings()`` gives the binding data by type. With any, the -PLUS mechanisms
+   and ``<sasl-channel-binding/>`` are offered. ``p=`` goes with -PLUS and only there
+   (``malformed-request``), needs an offered type (``not-authorized``), and ``c=`` must
+   carry the stream's data (``not-authorized``); ``y`` fails as a downgrade
+   (``not-authorized``).
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ import enum
 import re
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
@@ -125,6 +132,7 @@ class Input(enum.Enum):
     STREAM_END = "stream-end"
     EOF = "eof"
     TLS_STARTED = "tls-started"
+    CHANNEL_BINDINGS = "channel-bindings"
     CREDENTIALS = "credentials"
     BIND_DONE = "bind-done"
     BIND_FAILED = "bind-failed"
@@ -152,6 +160,8 @@ TRANSITIONS: dict[tuple[State, Input], str] = {
     (State.FEATURES, Input.STARTTLS): "_start_tls",
     (State.BIND, Input.STARTTLS): "_start_tls",
     (State.TLS_PENDING, Input.TLS_STARTED): "_tls_started",
+    # rule 10
+    (State.HEADER, Input.CHANNEL_BINDINGS): "_set_channel_bindings",
     # rule 4
     (State.FEATURES, Input.AUTH): "_start_auth",
     (State.SASL_INITIAL, Input.RESPONSE): "_initial_response",
@@ -246,6 +256,7 @@ class C2SNegotiation(SaslNegotiation):
         self.domain = prep_domain(domain)
         self._tls_available, self._tls_required, self._tls = tls_available, tls_required, secure
         self._allow_plain, self._stream_id = allow_plain, stream_id
+        self._channel_bindings: dict[str, bytes] = {}  # rule 10; only ever set on TLS
         self._scram_options: dict[str, Any] = {"fake_key": scram_fake_key, "domain": self.domain}
         self._scram_options["default_iterations"] = scram_iterations
         self._limits = {"max_stanza_bytes": max_stanza_bytes, "max_depth": max_depth}
@@ -289,8 +300,21 @@ class C2SNegotiation(SaslNegotiation):
         """Report that the transport is now TLS; a new stream header is expected."""
         self._dispatch(Input.TLS_STARTED, None)
 
+    def set_channel_bindings(self, bindings: Mapping[str, bytes]) -> None:
+        """Give the TLS channel-binding data of the stream by type (rule 10), e.g.
+        ``{"tls-server-end-point": ...}``: after the handshake, before the client's header.
+
+        :raises LocalProtocolError: if the stream is not TLS, is authenticated, or its
+            header came already; or the data is not bytes.
+        """
+        self._dispatch(Input.CHANNEL_BINDINGS, dict(bindings))
+
     def provide_credentials(self, creds: sasl.ScramCredentials | None) -> None:
-        """Answer :class:`CredentialsNeeded`; ``None`` means there is no such user."""
+        """Answer :class:`CredentialsNeeded` with the credentials of the mechanism it names;
+        ``None`` means there is no such user.
+
+        :raises LocalProtocolError: for anything else, e.g. another mechanism's credentials.
+        """
         self._dispatch(Input.CREDENTIALS, creds)
 
     def refuse_credentials(self, failure: sasl.Failure) -> None:
@@ -414,19 +438,11 @@ class C2SNegotiation(SaslNegotiation):
             starttls = SubElement(features, _TLS + "starttls")
             if self._tls_required:
                 SubElement(starttls, _TLS + "required")
-        if mechanisms := self._mechanisms():
-            parent = SubElement(features, _SASL + "mechanisms")
-            for name in mechanisms:
-                SubElement(parent, _SASL + "mechanism").text = name
+        self._sasl_features(features)
         return features
 
     def _starttls_offered(self) -> bool:
         return self._tls_available and not self._tls and not self._authenticated
-
-    def _mechanisms(self) -> tuple[str, ...]:
-        if self._tls_required and not self._tls:
-            return ()
-        return sasl.MECHANISMS + ((PLAIN,) if self._tls and self._allow_plain else ())
 
     def _open_stream(self, opened: StreamOpened) -> State:
         """Rule 1: answer with our header and check theirs, then offer features (rule 2)."""

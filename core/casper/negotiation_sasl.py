@@ -2,7 +2,13 @@
 
 :class:`casper.negotiation.C2SNegotiation` inherits them; its transition table names them.
 The state they keep (``_scram``, ``_mechanism``, ``_username``, ``_password``,
-``_auth_failures``) is initialised there.
+``_auth_failures``, ``_channel_bindings``) is initialised there.
+
+Channel binding (rule 10): the caller hands over the binding data of a TLS stream
+(:func:`casper.tls.channel_bindings`); with any, SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS
+come first among the mechanisms and the types are announced in XEP-0440's
+``<sasl-channel-binding/>`` feature. Every SCRAM exchange on the stream gets the data, so
+that a ``y`` flag (the client saw no -PLUS) fails as a downgrade (RFC 5802 §6).
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from casper import sasl
-from casper.errors import StreamError
+from casper.errors import LocalProtocolError, StreamError
 from casper.jid import JID, InvalidJID, prep_localpart
 from casper.negotiation_events import Authenticated, AuthFailed, CredentialsNeeded, State
 from casper.xml import serialize
 from casper.xml.events import StanzaReceived
 
 _SASL = "{urn:ietf:params:xml:ns:xmpp-sasl}"
+_SASL_CB = "{urn:xmpp:sasl-cb:0}"  # XEP-0440
 PLAIN = "PLAIN"
 
 
@@ -45,7 +52,37 @@ class SaslNegotiation:
     _out: Any
     _send: Any
     _restart: Any
-    _mechanisms: Any
+    _tls: bool
+    _tls_required: bool
+    _allow_plain: bool
+    _channel_bindings: dict[str, bytes]
+
+    def _mechanisms(self) -> tuple[str, ...]:
+        """Rule 2: what is offered on this stream, in order of preference."""
+        if self._tls_required and not self._tls:
+            return ()
+        plus = sasl.PLUS_MECHANISMS if self._channel_bindings else ()
+        return plus + sasl.MECHANISMS + ((PLAIN,) if self._tls and self._allow_plain else ())
+
+    def _sasl_features(self, features: Element) -> None:
+        """Add ``<mechanisms/>`` and, with channel bindings, ``<sasl-channel-binding/>``."""
+        if mechanisms := self._mechanisms():
+            parent = SubElement(features, _SASL + "mechanisms")
+            for name in mechanisms:
+                SubElement(parent, _SASL + "mechanism").text = name
+        if self._channel_bindings and mechanisms:
+            parent = SubElement(features, _SASL_CB + "sasl-channel-binding")
+            for cb_type in self._channel_bindings:
+                SubElement(parent, _SASL_CB + "channel-binding", type=cb_type)
+
+    def _set_channel_bindings(self, bindings: dict[str, bytes]) -> State:
+        """Rule 10: only on a TLS stream, before the header that the features answer."""
+        if not self._tls or self._authenticated:
+            raise LocalProtocolError("channel bindings need a TLS stream not yet authenticated")
+        if not all(isinstance(k, str) and isinstance(v, bytes) and v for k, v in bindings.items()):
+            raise LocalProtocolError(f"channel bindings map types to data, not {bindings!r}")
+        self._channel_bindings = dict(bindings)
+        return State.HEADER
 
     def _start_auth(self, event: StanzaReceived) -> State:
         """Rule 4: check the mechanism, then start it (or ask for the initial response)."""
@@ -81,14 +118,16 @@ class SaslNegotiation:
 
     def _begin_scram(self, data: bytes) -> State:
         assert self._mechanism is not None
-        scram = sasl.ScramServer(self._mechanism, **self._scram_options)
+        scram = sasl.ScramServer(
+            self._mechanism, channel_bindings=self._channel_bindings, **self._scram_options
+        )
         step = scram.start(data)
         if isinstance(step, sasl.Failure):
             return self._auth_failure(step.condition, step.text)
         self._scram, self._username = scram, _or_none(prep_localpart, step.username)
         if self._username is None:  # no such account: answer exactly as for an unknown user
             return self._challenge(scram.credentials(None).data)
-        self._out.append(CredentialsNeeded(self._username, self._mechanism))
+        self._out.append(CredentialsNeeded(self._username, sasl.base_mechanism(self._mechanism)))
         return State.SASL_CREDENTIALS
 
     def _challenge(self, data: bytes) -> State:
@@ -100,6 +139,12 @@ class SaslNegotiation:
     def _check_credentials(self, creds: sasl.ScramCredentials | sasl.Failure | None) -> State:
         if isinstance(creds, sasl.Failure):  # refuse_credentials()
             return self._auth_failure(creds.condition, creds.text)
+        asked = sasl.MECHANISMS[0] if self._scram is None else self._scram.mechanism
+        asked = sasl.base_mechanism(asked)  # as in CredentialsNeeded; PLAIN asks for SCRAM's
+        if creds is not None and not (
+            isinstance(creds, sasl.ScramCredentials) and creds.mechanism == asked
+        ):
+            raise LocalProtocolError(f"provide_credentials() needs {asked} credentials or None")
         if self._scram is not None:
             return self._challenge(self._scram.credentials(creds).data)
         password, self._password = self._password, None  # PLAIN

@@ -1,7 +1,15 @@
-"""TLS material: a self-signed certificate on first start, and the server's SSL context.
+"""TLS material: a self-signed certificate on first start, the server's SSL context, and the
+channel bindings (RFC 5056) of a TLS connection for SCRAM-*-PLUS.
 
 The generated certificate is meant for development and private deployments; clients will have
 to accept it explicitly. Production servers set ``cert_file``/``key_file`` in the config.
+
+Channel bindings: ``tls-unique`` (RFC 5929 §3) on TLS 1.2 only, as RFC 9266 forbids it on
+TLS 1.3, and ``tls-server-end-point`` (RFC 5929 §4), a hash of our certificate, which a
+plain :class:`ssl.SSLContext` cannot tell us: :class:`ServerContext` computes it when the
+certificate is loaded. ``tls-exporter`` (RFC 9266), the binding meant for TLS 1.3, needs
+``SSL_export_keying_material``, which Python 3.11's ``ssl`` module does not expose, so it
+is not offered.
 """
 
 from __future__ import annotations
@@ -11,8 +19,10 @@ import ipaddress
 import os
 import ssl
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -23,6 +33,7 @@ CLOCK_SKEW = datetime.timedelta(days=1)  # backdate notBefore so slightly wrong 
 # "intermediate" profile of Mozilla's server-side TLS guidelines. No RSA key exchange, no CBC,
 # no SHA-1 MACs, no RC4/3DES/export/NULL/anonymous suites.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
+TLS_UNIQUE_VERSIONS = frozenset({"TLSv1", "TLSv1.1", "TLSv1.2"})  # not TLS 1.3: RFC 9266 §3
 
 
 class TLSConfigError(Exception):
@@ -119,25 +130,81 @@ def _check_readable(path: Path, what: str) -> None:
         raise TLSConfigError(f"TLS {what} file {path} is not readable")
 
 
-def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+class ServerContext(ssl.SSLContext):
+    """A server-side :class:`ssl.SSLContext` that knows its certificate's channel binding."""
+
+    #: the ``tls-server-end-point`` channel-binding data of the certificate, if defined
+    tls_server_end_point: bytes | None = None
+
+
+def end_point_binding(cert_pem: bytes) -> bytes | None:
+    """Return the ``tls-server-end-point`` binding of the first certificate in ``cert_pem``.
+
+    RFC 5929 §4.1: the hash of the DER certificate, with the hash function of its signature
+    algorithm, SHA-256 instead of MD5 or SHA-1. ``None`` where that is undefined (Ed25519,
+    Ed448: no single hash function) or the PEM holds no certificate we can parse.
+    """
+    try:
+        cert = x509.load_pem_x509_certificates(cert_pem)[0]
+        algorithm = cert.signature_hash_algorithm
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+    if algorithm is None:
+        return None
+    if isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()
+    return cert.fingerprint(algorithm)
+
+
+class TLSConnection(Protocol):
+    """What :func:`channel_bindings` reads: an :class:`ssl.SSLObject` or a trio.SSLStream."""
+
+    @property
+    def context(self) -> ssl.SSLContext: ...
+
+    def version(self) -> str | None: ...
+
+    def get_channel_binding(self, cb_type: str = ...) -> bytes | None: ...
+
+
+def channel_bindings(tls: TLSConnection) -> dict[str, bytes]:
+    """Return the channel-binding data of a server-side connection after its handshake.
+
+    ``tls-unique`` only below TLS 1.3; ``tls-server-end-point`` if the context is a
+    :class:`ServerContext` (others do not tell us our certificate).
+    """
+    bindings: dict[str, bytes] = {}
+    if tls.version() in TLS_UNIQUE_VERSIONS and (unique := tls.get_channel_binding("tls-unique")):
+        bindings["tls-unique"] = unique
+    context = tls.context
+    if isinstance(context, ServerContext) and context.tls_server_end_point:
+        bindings["tls-server-end-point"] = context.tls_server_end_point
+    return bindings
+
+
+def server_ssl_context(cert: Path, key: Path) -> ServerContext:
     """Build the server-side context used for STARTTLS, direct TLS and HTTPS.
 
     TLS 1.2 is the minimum. TLS 1.2 connections get only forward-secret AEAD suites
     (:data:`TLS12_CIPHERS`); TLS 1.3 suites are all strong and left as OpenSSL has them. The
-    server's order of preference wins; compression and renegotiation are disabled.
+    server's order of preference wins; compression and renegotiation are disabled. The
+    certificate's ``tls-server-end-point`` binding is computed once, here.
 
     :raises TLSConfigError: if a file is missing or unreadable, or they do not form a pair.
     """
     _check_readable(cert, "certificate")
     _check_readable(key, "key")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = ServerContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(TLS12_CIPHERS)
     ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     ctx.options |= ssl.OP_NO_COMPRESSION
     ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     try:
+        pem = cert.read_bytes()
         ctx.load_cert_chain(cert, key)
+        loaded = pem == cert.read_bytes()  # not replaced meanwhile (a renewal under way)
     except (ssl.SSLError, OSError) as exc:
         raise TLSConfigError(f"cannot load TLS certificate {cert} with key {key}: {exc}") from exc
+    ctx.tls_server_end_point = end_point_binding(pem) if loaded else None
     return ctx

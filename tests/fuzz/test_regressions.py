@@ -17,15 +17,9 @@ from tests.fuzz.fuzzing import CORPUS
 DOMAIN = "example.com"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="C2SNegotiation.provide_credentials() hands credentials of another mechanism to "
-    "ScramServer.credentials(), whose ValueError escapes instead of LocalProtocolError "
-    "(caller misuse; casper.connection always passes the mechanism asked for)",
-)
 def test_credentials_for_another_mechanism_are_a_local_protocol_error() -> None:
-    # found by test_fuzz_negotiation.py::test_random_caller_calls_raise_only_local_protocol_error
+    # found by test_fuzz_negotiation.py::test_random_caller_calls_raise_only_local_protocol_error:
+    # ScramServer.credentials()'s ValueError escaped; the negotiation now checks first
     neg = ng.C2SNegotiation(
         domain=DOMAIN, tls_available=False, tls_required=False, scram_iterations=16
     )
@@ -37,3 +31,5 @@ def test_credentials_for_another_mechanism_are_a_local_protocol_error() -> None:
     wrong = derive_credentials("secret", iterations=16)["SCRAM-SHA-256"]
     with pytest.raises(LocalProtocolError):
         neg.provide_credentials(wrong)
+    neg.provide_credentials(derive_credentials("secret", iterations=16)["SCRAM-SHA-1"])
+    assert isinstance(neg.next_event(), ng.SendData)  # the caller's mistake cost nothing

@@ -482,7 +482,13 @@ def test_step_values_are_frozen() -> None:
     assert Success("user").additional_data is None
 
 
-SASL_MODULES = ["casper.sasl", "casper.sasl.steps", "casper.sasl.scram", "casper.sasl.plain"]
+SASL_MODULES = [
+    "casper.sasl",
+    "casper.sasl.steps",
+    "casper.sasl.scram",
+    "casper.sasl.scram_client",
+    "casper.sasl.plain",
+]
 
 
 @pytest.mark.parametrize("module", SASL_MODULES)

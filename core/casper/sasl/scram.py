@@ -1,11 +1,16 @@
-"""SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677): sans-IO server and client.
+"""SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677): sans-IO server (the client used by tests
+and benchmarks is in :mod:`casper.sasl.scram_client`).
 
 Passwords are stored only as :class:`ScramCredentials` (salt, iteration count, StoredKey,
 ServerKey); :func:`verify_password` checks a plaintext password against them for SASL PLAIN.
 
-No channel binding is offered (there is no ``-PLUS`` mechanism), so the server accepts the
-GS2 flags ``n`` ("client does not support it") and ``y`` ("client supports it but thinks the
-server does not") and refuses ``p=`` with ``malformed-request``.
+Channel binding (RFC 5802 §6, RFC 5056): the ``-PLUS`` variants bind the exchange to the TLS
+channel. The server is given the binding data of its stream by type (``tls-unique``,
+``tls-server-end-point``; see :mod:`casper.tls`), empty when it offers no ``-PLUS``
+mechanism. GS2 flags: ``p=<type>`` only with a ``-PLUS`` mechanism and a type it has
+(``c=`` must then echo the GS2 header followed by the binding data, else ``not-authorized``);
+``n`` always with the others; ``y`` ("the server does not seem to support it") only when it
+offers no ``-PLUS`` mechanism, since otherwise someone removed them (a downgrade).
 
 Server rules:
 
@@ -24,8 +29,10 @@ import binascii
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from casper.errors import LocalProtocolError
@@ -33,16 +40,20 @@ from casper.sasl.steps import Challenge, Failure, NeedCredentials, Success
 
 __all__ = [
     "MECHANISMS",
-    "ScramClient",
+    "PLUS_MECHANISMS",
     "ScramCredentials",
     "ScramServer",
+    "base_mechanism",
     "derive_credentials",
     "saslprep",
     "verify_password",
 ]
 
-MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")  # preference order
+MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")  # preference order; credentials are stored per name
+PLUS_MECHANISMS = ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS")  # same credentials, channel-bound
+_PLUS = "-PLUS"
 _HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-1": "sha1"}
+_CB_NAME = re.compile(r"[A-Za-z0-9.-]+")  # RFC 5802 §7 cb-name
 DEFAULT_ITERATIONS = 4096
 _SALT_BYTES = 16
 
@@ -88,16 +99,23 @@ class ScramCredentials:
     server_key: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
-        size = _digest_size(self.mechanism)  # also validates the mechanism
+        if self.mechanism not in MECHANISMS:  # a -PLUS variant uses its base's credentials
+            raise ValueError(f"unsupported SCRAM mechanism {self.mechanism!r}")
+        size = _digest_size(self.mechanism)
         if self.iterations < 1 or not self.salt:
             raise ValueError("SCRAM credentials need a salt and at least one iteration")
         if len(self.stored_key) != size or len(self.server_key) != size:
             raise ValueError(f"{self.mechanism} keys must be {size} bytes")
 
 
+def base_mechanism(mechanism: str) -> str:
+    """Return the mechanism without ``-PLUS``: the name its credentials are stored under."""
+    return mechanism.removesuffix(_PLUS)
+
+
 def _hash_name(mechanism: str) -> str:
     try:
-        return _HASHES[mechanism]
+        return _HASHES[base_mechanism(mechanism)]
     except KeyError:
         raise ValueError(f"unsupported SCRAM mechanism {mechanism!r}") from None
 
@@ -223,18 +241,21 @@ def _check_nonce(nonce: str) -> str:
 @dataclass(frozen=True, slots=True)
 class _ClientFirst:
     gs2_header: str
+    cb_flag: str  # n, y or p
+    cb_type: str | None  # with p
     authzid: str | None
     username: str
     nonce: str
     bare: str
 
 
-def _parse_gs2_header(flag: str, authzid_item: str) -> str | None:
-    if flag.startswith("p="):
-        raise _Malformed("channel binding is not supported")
-    if flag not in ("n", "y"):
-        raise _Malformed("invalid GS2 channel-binding flag")
-    return _unescape_name(_attr(authzid_item, "a")) if authzid_item else None
+def _parse_cb_flag(flag: str) -> str | None:
+    """Return the channel-binding type of ``p=<type>``, ``None`` for ``n`` and ``y``."""
+    if flag in ("n", "y"):
+        return None
+    if flag.startswith("p=") and _CB_NAME.fullmatch(flag[2:]):
+        return flag[2:]
+    raise _Malformed("invalid GS2 channel-binding flag")
 
 
 def _parse_client_first(data: bytes) -> _ClientFirst:
@@ -242,7 +263,8 @@ def _parse_client_first(data: bytes) -> _ClientFirst:
     if len(parts) != 3:
         raise _Malformed("missing GS2 header")
     flag, authzid_item, bare = parts
-    authzid = _parse_gs2_header(flag, authzid_item)
+    cb_type = _parse_cb_flag(flag)
+    authzid = _unescape_name(_attr(authzid_item, "a")) if authzid_item else None
     items = bare.split(",")
     _check_no_mandatory_extension(items)
     if len(items) < 2:
@@ -250,7 +272,8 @@ def _parse_client_first(data: bytes) -> _ClientFirst:
     username = _unescape_name(_attr(items[0], "n"))
     nonce = _check_nonce(_attr(items[1], "r"))
     _check_extensions(items[2:])
-    return _ClientFirst(f"{flag},{authzid_item},", authzid, username, nonce, bare)
+    gs2_header = f"{flag},{authzid_item},"
+    return _ClientFirst(gs2_header, flag[0], cb_type, authzid, username, nonce, bare)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +359,7 @@ def _malformed(exc: _Malformed) -> Failure:
 class ScramServer:
     """The server side of one SCRAM exchange: ``start``, ``credentials``, then ``respond``.
 
-    :param mechanism: one of :data:`MECHANISMS`.
+    :param mechanism: one of :data:`MECHANISMS` or :data:`PLUS_MECHANISMS`.
     :param nonce: the server's part of the nonce; random if ``None`` (set it only in tests).
     :param fake_key: the secret from which unknown users' salts are derived. Pass the same
         server-wide secret to every instance: with the per-instance random default an unknown
@@ -344,6 +367,10 @@ class ScramServer:
     :param default_iterations: the iteration count announced for unknown users; make it the
         count used for real accounts.
     :param domain: if given, an authzid equal to ``username@domain`` is also accepted.
+    :param channel_bindings: the channel-binding data of the stream by type, non-empty exactly
+        when the server offers the ``-PLUS`` mechanisms on it (whichever this one is).
+    :raises ValueError: on an unknown mechanism, a bad nonce, ``default_iterations`` below 1,
+        or a ``-PLUS`` mechanism without channel bindings.
     """
 
     def __init__(
@@ -354,11 +381,16 @@ class ScramServer:
         fake_key: bytes | None = None,
         default_iterations: int = DEFAULT_ITERATIONS,
         domain: str | None = None,
+        channel_bindings: Mapping[str, bytes] | None = None,
     ) -> None:
         if default_iterations < 1:
             raise ValueError("default_iterations must be at least 1")
         self.mechanism = mechanism
         self._hash = _hash_name(mechanism)
+        self._plus = mechanism.endswith(_PLUS)
+        self._bindings = dict(channel_bindings or {})
+        if self._plus and not self._bindings:
+            raise ValueError(f"{mechanism} needs channel bindings")
         self._server_nonce = _check_nonce(secrets.token_urlsafe(18) if nonce is None else nonce)
         self._fake_key = secrets.token_bytes(32) if fake_key is None else fake_key
         self._default_iterations = default_iterations
@@ -379,6 +411,16 @@ class ScramServer:
             return True
         return self._domain is not None and authzid == f"{username}@{self._domain}"
 
+    def _channel_binding_failure(self, first: _ClientFirst) -> Failure | None:
+        """Apply the GS2 flag rules (RFC 5802 §6); the ``text`` is its server-error-value."""
+        if self._plus != (first.cb_type is not None):
+            return Failure("malformed-request", "p= goes with a -PLUS mechanism, and only there")
+        if first.cb_type is not None and first.cb_type not in self._bindings:
+            return Failure("not-authorized", "unsupported-channel-binding-type")
+        if first.cb_flag == "y" and self._bindings:  # the client did not see our -PLUS offer
+            return Failure("not-authorized", "server-does-support-channel-binding")
+        return None
+
     def start(self, initial_response: bytes) -> NeedCredentials | Failure:
         """Parse the client-first-message.
 
@@ -390,6 +432,8 @@ class ScramServer:
             first = _parse_client_first(initial_response)
         except _Malformed as exc:
             return _malformed(exc)
+        if failure := self._channel_binding_failure(first):
+            return failure
         if not self._authzid_ok(first.authzid, first.username):
             return Failure("invalid-authzid")
         self._first, self._state = first, next_state
@@ -399,18 +443,20 @@ class ScramServer:
         tag = _hmac("sha256", self._fake_key, b"scram-salt\0" + username.encode("utf-8"))
         size = hashlib.new(self._hash).digest_size
         keys = secrets.token_bytes(size), secrets.token_bytes(size)
-        return ScramCredentials(self.mechanism, tag[:_SALT_BYTES], self._default_iterations, *keys)
+        mechanism, salt = base_mechanism(self.mechanism), tag[:_SALT_BYTES]
+        return ScramCredentials(mechanism, salt, self._default_iterations, *keys)
 
     def credentials(self, creds: ScramCredentials | None) -> Challenge:
         """Answer with the server-first-message.
 
-        :param creds: the user's credentials for this mechanism, or ``None`` if the user does
-            not exist (or has none for this mechanism); the challenge looks the same.
+        :param creds: the user's credentials for this mechanism (without ``-PLUS``), or
+            ``None`` if the user does not exist (or has none for this mechanism); the
+            challenge looks the same.
         :raises ValueError: if ``creds`` belongs to another mechanism.
         """
         next_state = self._enter("credentials")
         assert self._first is not None
-        if creds is not None and creds.mechanism != self.mechanism:
+        if creds is not None and creds.mechanism != base_mechanism(self.mechanism):
             raise ValueError(f"credentials for {creds.mechanism}, not {self.mechanism}")
         self._known_user = creds is not None
         self._creds = creds or self._fake_credentials(self._first.username)
@@ -425,7 +471,7 @@ class ScramServer:
 
         :return: ``Success(username, b"v=" + signature)``, or ``Failure`` with
             ``malformed-request`` (bad syntax) or ``not-authorized`` (wrong channel-binding
-            echo, nonce or proof, or unknown user).
+            echo or data, nonce or proof, or unknown user).
         """
         self._state = self._enter("respond")
         assert self._first is not None and self._creds is not None
@@ -438,8 +484,9 @@ class ScramServer:
         auth_message = f"{self._first.bare},{self._server_first},{final.without_proof}"
         signature = _hmac(self._hash, self._creds.stored_key, auth_message.encode("utf-8"))
         stored_key = hashlib.new(self._hash, _xor(final.proof, signature)).digest()
+        cb_data = self._bindings[self._first.cb_type] if self._first.cb_type else b""
         checks = (
-            hmac.compare_digest(final.channel_binding, self._first.gs2_header.encode("utf-8")),
+            hmac.compare_digest(final.channel_binding, self._first.gs2_header.encode() + cb_data),
             hmac.compare_digest(final.nonce, self._first.nonce + self._server_nonce),
             hmac.compare_digest(stored_key, self._creds.stored_key),
             self._known_user,
@@ -448,78 +495,3 @@ class ScramServer:
             return Failure("not-authorized")
         verifier = _hmac(self._hash, self._creds.server_key, auth_message.encode("utf-8"))
         return Success(self._first.username, f"v={_b64(verifier)}".encode("ascii"))
-
-
-# -- client (tests and benchmarks) -----------------------------------------------------------
-
-
-class ScramClient:
-    """The client side of one SCRAM exchange: ``first``, ``final``, then ``verify``.
-
-    :param mechanism: one of :data:`MECHANISMS`.
-    :param username: sent as the saslname (escaped, otherwise unchanged).
-    :param password: SASLprep is applied.
-    :param nonce: the client nonce; random if ``None`` (set it only in tests).
-    :param authzid: an optional authorization identity for the GS2 header.
-    :param cb_flag: the GS2 channel-binding flag, ``"n"`` or ``"y"``.
-    :raises ValueError: on an unknown mechanism, a bad nonce or a password failing SASLprep.
-    """
-
-    def __init__(
-        self,
-        mechanism: str,
-        username: str,
-        password: str,
-        *,
-        nonce: str | None = None,
-        authzid: str | None = None,
-        cb_flag: str = "n",
-    ) -> None:
-        if cb_flag not in ("n", "y"):
-            raise ValueError("cb_flag must be 'n' or 'y'")
-        self.mechanism = mechanism
-        self._hash = _hash_name(mechanism)
-        self._password = saslprep(password)
-        self._nonce = _check_nonce(secrets.token_urlsafe(18) if nonce is None else nonce)
-        authzid_item = "" if authzid is None else f"a={_escape_name(authzid)}"
-        self._gs2_header = f"{cb_flag},{authzid_item},"
-        self._bare = f"n={_escape_name(username)},r={self._nonce}"
-        self._server_signature = b""
-        self._state = _State.START
-
-    def _enter(self, event: str) -> None:
-        self._state = _advance(self, _CLIENT_TRANSITIONS, self._state, event)
-
-    def first(self) -> bytes:
-        """Return the client-first-message."""
-        self._enter("first")
-        return f"{self._gs2_header}{self._bare}".encode()
-
-    def final(self, server_first: bytes) -> bytes:
-        """Return the client-final-message answering ``server_first``.
-
-        :raises ValueError: if ``server_first`` is malformed or does not extend our nonce.
-        """
-        self._enter("final")
-        first = _parse_server_first(server_first)
-        if not first.nonce.startswith(self._nonce) or first.nonce == self._nonce:
-            raise ValueError("server nonce does not extend the client nonce")
-        client_key, server_key = _client_key(
-            self._hash, self._password, first.salt, first.iterations
-        )
-        without_proof = f"c={_b64(self._gs2_header.encode('utf-8'))},r={first.nonce}"
-        auth_message = f"{self._bare},{server_first.decode('utf-8')},{without_proof}".encode()
-        stored_key = hashlib.new(self._hash, client_key).digest()
-        proof = _xor(client_key, _hmac(self._hash, stored_key, auth_message))
-        self._server_signature = _hmac(self._hash, server_key, auth_message)
-        return f"{without_proof},p={_b64(proof)}".encode("ascii")
-
-    def verify(self, server_final: bytes) -> bool:
-        """Return True if ``server_final`` (the ``<success/>`` data) proves the server's key."""
-        self._enter("verify")
-        try:
-            items = _decode(server_final).split(",")
-            verifier = _unb64(_attr(items[0], "v"))
-        except _Malformed:
-            return False
-        return hmac.compare_digest(verifier, self._server_signature)
