@@ -15,7 +15,7 @@ from xml.etree.ElementTree import Element
 import trio
 
 from .errors import StanzaError, StreamError
-from .plugins import call_safely, culprit_of_callable
+from .plugins import call_guarded, call_safely, culprit_of_callable
 from .stanza import IQ, MESSAGE, PRESENCE, Stanza
 from .verdicts import Bounce
 
@@ -60,7 +60,7 @@ async def _process(server: Server, session: Session, stanza: Stanza) -> None:
         if callable(handled):
             await _run_takeover(server, stanza, handled)
         return
-    verdict = server.pm.hook.casper_filter_outgoing(stanza=stanza, session=session)
+    verdict = call_guarded(server.pm, "casper_filter_outgoing", stanza=stanza, session=session)
     if verdict is not None:
         if isinstance(verdict, Bounce) and stanza.type != "error":
             # straight back to the sender: its own incoming rules must not swallow it
@@ -104,6 +104,8 @@ async def _answer_malformed(server: Server, session: Session, element: Element,
     """A stanza whose addresses don't parse: answer it as coming from the server."""
     if element.get("type") == "error":
         return
-    bare = Element(element.tag, {k: v for k, v in element.attrib.items() if k not in ("to", "from")})
+    bare = Element(
+        element.tag, {k: v for k, v in element.attrib.items() if k not in ("to", "from")}
+    )
     stanza = Stanza(bare, None, session.jid)
     session.deliver_nowait(stanza.error_reply(exc).readdressed(to=session.jid))

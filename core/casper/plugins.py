@@ -31,7 +31,9 @@ def installed_plugins() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def make_plugin_manager(config: Config, extra: Iterable[tuple[object, str]] = ()) -> pluggy.PluginManager:
+def make_plugin_manager(
+    config: Config, extra: Iterable[tuple[object, str]] = ()
+) -> pluggy.PluginManager:
     """Build the manager for one server: hookspecs, the guard, then the enabled plugins.
 
     :param config: the server configuration; ``config.enabled_plugins`` are loaded.
@@ -83,7 +85,9 @@ def check_plugin_manager(pm: pluggy.PluginManager) -> None:
 
 def culprit_of_callable(pm: pluggy.PluginManager, fn: object) -> str:
     """Name the plugin whose module defined ``fn`` (a callable a hook returned)."""
-    module = getattr(fn, "__module__", None) or getattr(getattr(fn, "__func__", None), "__module__", "")
+    module = getattr(fn, "__module__", None) or getattr(
+        getattr(fn, "__func__", None), "__module__", ""
+    )
     for name, plugin in pm.list_name_plugin():
         plugin_module = getattr(plugin, "__name__", None) or type(plugin).__module__
         if module and plugin_module == module:
@@ -151,6 +155,16 @@ class FailClosedGuard:
             return [True]
 
 
+def call_guarded(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
+    """Call a privacy hook (wrapped by the guard); with only wrappers registered, answer
+    what pluggy would (``None`` for firstresult hooks, ``[]`` otherwise) without its call
+    machinery: these hooks run for every stanza and every presence recipient."""
+    caller = getattr(pm.hook, hook_name)
+    if all(impl.wrapper or impl.hookwrapper for impl in caller.get_hookimpls()):
+        return None if caller.spec is not None and caller.spec.opts.get("firstresult") else []
+    return caller(**kwargs)
+
+
 def call_safely(pm: pluggy.PluginManager, hook_name: str, default: Any, **kwargs: Any) -> Any:
     """Call a non-privacy hook; on a crash, log the culprit and return ``default``."""
     caller = getattr(pm.hook, hook_name)
@@ -159,9 +173,7 @@ def call_safely(pm: pluggy.PluginManager, hook_name: str, default: Any, **kwargs
     try:
         return caller(**kwargs)
     except Exception as exc:
-        log.error(
-            "plugin %r crashed in %s", culprit(pm, hook_name, exc), hook_name, exc_info=exc
-        )
+        log.error("plugin %r crashed in %s", culprit(pm, hook_name, exc), hook_name, exc_info=exc)
         return default
 
 
@@ -173,10 +185,16 @@ class GuardedNursery:
         self._nursery = nursery
         self._pm = pm
 
-    def start_soon(self, async_fn: Callable[..., Awaitable[object]], *args: Any, name: object = None) -> None:
-        self._nursery.start_soon(self._run, async_fn, args, name=name or getattr(async_fn, "__qualname__", None))
+    def start_soon(
+        self, async_fn: Callable[..., Awaitable[object]], *args: Any, name: object = None
+    ) -> None:
+        self._nursery.start_soon(
+            self._run, async_fn, args, name=name or getattr(async_fn, "__qualname__", None)
+        )
 
-    async def start(self, async_fn: Callable[..., Awaitable[object]], *args: Any, name: object = None) -> Any:
+    async def start(
+        self, async_fn: Callable[..., Awaitable[object]], *args: Any, name: object = None
+    ) -> Any:
         """Like ``trio.Nursery.start``: returns what the task passes to ``task_status.started``."""
         return await self._nursery.start(self._run_started, async_fn, args, name=name)
 
@@ -201,7 +219,9 @@ class GuardedNursery:
 
 
 async def run_returned_callables(
-    pm: pluggy.PluginManager, hook_name: str, results: Iterable[Callable[[], Awaitable[None]] | None]
+    pm: pluggy.PluginManager,
+    hook_name: str,
+    results: Iterable[Callable[[], Awaitable[None]] | None],
 ) -> None:
     """Await the async callables a hook returned, in order; a failing one is logged."""
     for fn in results:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .errors import StanzaError, StreamError
 from .iq import IqRequest
 from .jid import JID
-from .plugins import call_safely
+from .plugins import call_guarded, call_safely
 from .stanza import Stanza
 from .verdicts import Bounce, Drop, OfflineEquivalent, Verdict
 
@@ -66,10 +66,13 @@ class Router:
 
     # ------------------------------------------------------------------ delivery
 
-    def filter_incoming(self, stanza: Stanza, account: JID, session: Session | None) -> Verdict | None:
-        return self._server.pm.hook.casper_filter_incoming(
-            stanza=stanza, recipient=account, session=session
-        )
+    def filter_incoming(
+        self, stanza: Stanza, account: JID, session: Session | None
+    ) -> Verdict | None:
+        return call_guarded(
+            self._server.pm, "casper_filter_incoming",
+            stanza=stanza, recipient=account, session=session,
+        )  # fmt: skip
 
     def deliver(self, stanza: Stanza, session: Session) -> Verdict | None:
         """Deliver to one session unless a filter objects; return the objection."""
@@ -204,7 +207,9 @@ class Router:
 
     # ------------------------------------------------------------------ IQ answers
 
-    async def answer_iq(self, stanza: Stanza, target: str, target_jid: JID, session: Session | None = None) -> None:
+    async def answer_iq(
+        self, stanza: Stanza, target: str, target_jid: JID, session: Session | None = None
+    ) -> None:
         """Answer an IQ addressed to the server or to an account's bare JID."""
         if stanza.type not in ("get", "set"):
             return  # results and errors to a bare JID are absorbed (RFC 6121 §8.5.2.1.3)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .jid import JID
-from .plugins import call_safely
+from .plugins import call_guarded, call_safely
 
 if TYPE_CHECKING:
     from .server import Server
@@ -44,11 +44,11 @@ class Visibility:
         if policy.always_sees(observer):
             return False
         pm = self._server.pm
-        if any(pm.hook.casper_presence_blocked(session=session, observer=observer)):
+        if any(call_guarded(pm, "casper_presence_blocked", session=session, observer=observer)):
             return True
         if not policy.may_hide(session.account):
             return False
-        return any(pm.hook.casper_hidden_from(session=session, observer=observer))
+        return any(call_guarded(pm, "casper_hidden_from", session=session, observer=observer))
 
     def visible(self, session: Session, observer: JID) -> bool:
         """Whether ``observer`` may learn that ``session`` is online.

@@ -18,7 +18,7 @@ from casper.config import Config, ConfigError
 from casper.hookspecs import hookimpl
 from casper.iq import IqHandler, IqRequest
 from casper.jid import JID
-from casper.plugins import installed_plugins, make_plugin_manager
+from casper.plugins import call_guarded, installed_plugins, make_plugin_manager
 from casper.server import Server
 from casper.session import Session
 from casper.stanza import Stanza, qname
@@ -379,3 +379,14 @@ def test_unknown_plugin_name_is_a_config_error_naming_the_installed_ones() -> No
     assert "unknown plugin 'no-such-plugin'" in text
     assert installed_plugins()
     assert all(name in text for name in installed_plugins())
+
+
+@pytest.mark.parametrize(
+    "hook", ["casper_filter_incoming", "casper_filter_outgoing", "casper_presence_blocked",
+             "casper_hidden_from"],
+)  # fmt: skip
+def test_guarded_hook_without_implementations_answers_as_pluggy_would(hook: str) -> None:
+    pm = make_plugin_manager(Config(domain="localhost", default_plugins=False))
+    caller = getattr(pm.hook, hook)
+    kwargs = {name: object() for name in caller.spec.argnames}
+    assert call_guarded(pm, hook, **kwargs) == caller(**kwargs)
