@@ -8,8 +8,8 @@ command line or a test. The TOML layout (see ``examples/casper.toml``)::
     [tls]     cert_file key_file require_starttls
     [auth]    scram_iterations allow_plain
     [limits]  max_stanza_size max_depth outbox_size negotiation_timeout idle_timeout
-              max_connections_per_ip stanza_rate stanza_burst auth_failures_per_ip
-              auth_failures_per_account auth_failure_window
+              max_connections_per_ip max_sessions_per_account stanza_rate stanza_burst
+              auth_failures_per_ip auth_failures_per_account auth_failure_window
     [http]    port tls proxy_tls allowed_origins request_timeout ws_ping_interval
               bosh_max_wait bosh_max_hold bosh_inactivity bosh_polling bosh_max_body_size
     [plugins] default enable disable
@@ -89,6 +89,7 @@ _OPTIONS = (
     _Option("negotiation_timeout", "limits", "negotiation_timeout", float, 0, 3600, True),
     _Option("idle_timeout", "limits", "idle_timeout", float, 0, 7 * 86400, True, nullable=True),
     _limit("max_connections_per_ip", int, 1, 10**6, nullable=True),
+    _limit("max_sessions_per_account", int, 1, 10**6, nullable=True),
     _limit("stanza_rate", float, 0, 10**6, low_open=True, nullable=True),
     _limit("stanza_burst", int, 1, 10**6),
     _limit("auth_failures_per_ip", int, 1, 10**6, nullable=True),
@@ -161,6 +162,7 @@ class Config:
     negotiation_timeout: float = 30.0
     idle_timeout: float | None = None
     max_connections_per_ip: int | None = 100  # TCP connections at once per IPv4 / IPv6 /64
+    max_sessions_per_account: int | None = 10  # resources bound at once per account
     stanza_rate: float | None = 50.0  # stanzas a second per session; faster ones are slowed
     stanza_burst: int = 200  # stanzas a session may send at once before the rate applies
     auth_failures_per_ip: int | None = 10  # wrong credentials per address within the window

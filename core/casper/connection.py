@@ -34,7 +34,7 @@ import trio
 from . import negotiation as neg
 from . import stream_management as sm
 from .dispatch import handle_client_element
-from .errors import StreamError
+from .errors import StanzaError, StreamError
 from .jid import JID
 from .limits import peer_address
 from .plugins import call_safely
@@ -115,7 +115,7 @@ class Connection:
                 now = trio.current_time()
                 self.server.limits.auth_failed(self.peer, event.username, event.condition, now)
             elif isinstance(event, neg.BindRequested):
-                self.neg.bind_done(self._bind_jid(event.resource))
+                self._bind(event.resource)
             elif isinstance(event, neg.ResumeRequested):
                 await self._resume(event)
             elif isinstance(event, neg.Established | neg.Resumed):
@@ -161,9 +161,17 @@ class Connection:
         creds = await self.server.db(storage.get_credentials, account, event.mechanism)
         self.neg.provide_credentials(creds)
 
-    def _bind_jid(self, resource: str | None) -> JID:
+    def _bind(self, resource: str | None) -> None:
+        """Answer a bind request: the full JID, or ``resource-constraint`` when the account
+        has as many sessions as it may (replacing one of its resources adds none)."""
         assert self.username is not None
-        return JID.make(self.username, self.server.domain, resource or secrets.token_hex(6))
+        jid = JID.make(self.username, self.server.domain, resource or secrets.token_hex(6))
+        router = self.server.router
+        bound = len(router.sessions_of(jid.bare))
+        if router.session_for(jid) is None and not self.server.limits.session_allowed(bound):
+            self.neg.bind_failed(StanzaError("resource-constraint", "too many sessions"))
+        else:
+            self.neg.bind_done(jid)
 
     async def _resume(self, event: neg.ResumeRequested) -> None:
         """XEP-0198 §5: take over a resumable session of the authenticated account."""

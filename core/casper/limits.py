@@ -11,12 +11,16 @@ The limits, all set in the ``[limits]`` section of the configuration and on by d
    connection over the limit gets a ``policy-violation`` stream error and is closed before
    TLS or authentication. Connections whose address is unknown (WebSocket and BOSH behind
    the HTTP listener, memory streams in tests) are not counted.
-2. **Stanza rate per session** (``stanza_rate`` per second, bursts of ``stanza_burst``): a
+2. **Sessions per account** (``max_sessions_per_account``): resources bound at once,
+   sessions waiting for XEP-0198 resumption included. One more bind request gets the
+   RFC 6120 §7.6.2.1 error ``resource-constraint`` (type ``wait``); binding a resource the
+   account already has is not one more (the old session is replaced).
+3. **Stanza rate per session** (``stanza_rate`` per second, bursts of ``stanza_burst``): a
    token bucket. A session over its rate is *slowed down, not cut off*: the server stops
    reading from it until the bucket allows the next stanza, so TCP flow control pushes back
    on the sender and nothing it sent is lost or reordered. Everyone else's traffic, including
    what is delivered *to* the slowed session, goes on at full speed.
-3. **Authentication failures** within ``auth_failure_window`` seconds, per address
+4. **Authentication failures** within ``auth_failure_window`` seconds, per address
    (``auth_failures_per_ip``) and per account (``auth_failures_per_account``). Only wrong
    credentials count (SASL ``not-authorized``), whether or not the account exists, so the
    answer never tells which accounts exist. Over either limit, a new attempt gets the SASL
@@ -56,6 +60,7 @@ class LimitSettings:
     """The knobs; ``None`` switches a limit off. See the module docstring."""
 
     max_connections_per_ip: int | None = 100
+    max_sessions_per_account: int | None = 10
     stanza_rate: float | None = 50.0
     stanza_burst: int = 200
     auth_failures_per_ip: int | None = 10
@@ -194,6 +199,11 @@ class Limits:
         return cls(LimitSettings.from_config(config))
 
     # -------------------------------------------------------------- connections
+
+    def session_allowed(self, bound: int) -> bool:
+        """Whether an account with ``bound`` sessions may bind one more resource."""
+        limit = self.settings.max_sessions_per_account
+        return limit is None or bound < limit
 
     def connection_opened(self, address: str | None) -> bool:
         """Count a new connection from ``address``; ``False`` (and not counted) if over."""

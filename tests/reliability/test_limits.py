@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from xml.etree.ElementTree import Element
 
 import pytest
 import trio
 import trio.testing
 from casper.config import Config, ConfigError, load_config
+from casper.jid import JID
 from casper.limits import FailureWindow, Limits, LimitSettings, TokenBucket, address_key
 from casper.testing import TestServer, open_test_server
 from casper.testing.client import StreamEnded
@@ -32,10 +34,11 @@ from tests.core.conftest import (
     sasl_attempt,
     tls_client,
 )
-from tests.helpers import sync
+from tests.helpers import error_condition, sync
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "casper.toml"
 LOOPBACK = "127.0.0.1"
+BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 
 
 def sasl_condition(element) -> str:
@@ -157,6 +160,7 @@ def test_module_is_sans_io() -> None:
 def test_limits_are_on_by_default_and_documented_in_the_example() -> None:
     config = Config()
     assert config.max_connections_per_ip == 100
+    assert config.max_sessions_per_account == 10
     assert (config.stanza_rate, config.stanza_burst) == (50.0, 200)
     assert (config.auth_failures_per_ip, config.auth_failures_per_account) == (10, 20)
     assert config.auth_failure_window == 600.0
@@ -170,6 +174,7 @@ def test_limits_can_be_switched_off_and_are_range_checked(tmp_path: Path) -> Non
     path = tmp_path / "casper.toml"
     keys = (
         "max_connections_per_ip",
+        "max_sessions_per_account",
         "stanza_rate",
         "auth_failures_per_ip",
         "auth_failures_per_account",
@@ -183,6 +188,7 @@ def test_limits_can_be_switched_off_and_are_range_checked(tmp_path: Path) -> Non
         "stanza_rate = 0",
         "stanza_burst = 0",
         "max_connections_per_ip = 0",
+        "max_sessions_per_account = 0",
         "auth_failure_window = 0",
         "auth_failures_per_ip = -1",
         "stanza_burst = false",
@@ -225,6 +231,61 @@ async def test_connection_over_the_per_address_limit_gets_policy_violation() -> 
         with trio.fail_after(10):
             while srv.server.limits.connections_from(LOOPBACK):
                 await trio.sleep(0.01)
+
+
+# ---------------------------------------------------------------- sessions per account
+
+
+def test_sessions_per_account() -> None:
+    limits = Limits(LimitSettings(max_sessions_per_account=2))
+    assert limits.session_allowed(0) and limits.session_allowed(1)
+    assert not limits.session_allowed(2)
+    assert Limits(LimitSettings(max_sessions_per_account=None)).session_allowed(10**6)
+
+
+async def _bind_reply(srv: TestServer, user: str, resource: str) -> Element:
+    client = await tls_client(srv)
+    await client.authenticate(user, "secret")
+    await client.send(
+        f"<iq type='set' id='b1'><bind xmlns='{BIND}'><resource>{resource}</resource></bind></iq>"
+    )
+    reply = await client.expect(lambda e: e.get("id") == "b1")
+    await client.stream.aclose()
+    return reply
+
+
+async def test_one_more_session_than_the_account_may_have_gets_resource_constraint() -> None:
+    async with (
+        open_test_server(default_plugins=False, max_sessions_per_account=2) as srv,
+        srv.client("romeo", resource="a") as first,
+        srv.client("romeo", resource="b"),
+        srv.client("juliet", resource="a") as juliet,  # another account is not limited by it
+    ):
+        refused = await _bind_reply(srv, "romeo", "c")
+        assert refused.get("type") == "error"
+        assert error_condition(refused) == "resource-constraint"
+        assert refused.find("{jabber:client}error").get("type") == "wait"
+        assert len(srv.server.router.sessions_of(JID.parse("romeo@localhost"))) == 2
+        # rebinding a resource the account has replaces that session: not one more
+        replaced = await _bind_reply(srv, "romeo", "a")
+        assert replaced.get("type") == "result"
+        with pytest.raises(StreamEnded) as ended:
+            await first.expect(lambda e: True)
+        assert ended.value.error == "conflict"
+        await juliet.send(f"<message to='{juliet.jid}' id='m1'><body>me</body></message>")
+        await juliet.expect(message_with_id("m1"))
+
+
+async def test_a_session_that_ends_makes_room_for_another() -> None:
+    async with open_test_server(default_plugins=False, max_sessions_per_account=1) as srv:
+        async with srv.client("romeo", resource="a"):
+            refused = await _bind_reply(srv, "romeo", "b")
+            assert error_condition(refused) == "resource-constraint"
+        with trio.fail_after(10):
+            while srv.server.router.sessions_of(JID.parse("romeo@localhost")):
+                await trio.sleep(0.01)
+        async with srv.client("romeo", resource="b") as again:
+            assert str(again.jid) == "romeo@localhost/b"
 
 
 # ---------------------------------------------------------------- authentication failures
