@@ -100,14 +100,21 @@ def test_parse_target_rejects_malformed(text) -> None:
 def test_report_ratio_is_baseline_over_peer_and_best_peer_per_direction() -> None:
     from casper.bench.report import TargetResult, best_peer, ratios
 
-    casper = TargetResult("casper", {}, kind="casper", figures={"messages_per_s": 10.0,
-                                                                 "message_p99_ms": 4.0})
-    privacy = TargetResult("casper-privacy", {}, kind="casper",
-                           figures={"messages_per_s": 100.0, "message_p99_ms": 1.0})
-    prosody = TargetResult("prosody", {}, kind="prosody",
-                           figures={"messages_per_s": 20.0, "message_p99_ms": 8.0})
-    ejabberd = TargetResult("ejabberd", {}, kind="ejabberd",
-                            figures={"messages_per_s": 40.0, "message_p99_ms": 2.0})
+    casper = TargetResult(
+        "casper", {}, kind="casper", figures={"messages_per_s": 10.0, "message_p99_ms": 4.0}
+    )
+    privacy = TargetResult(
+        "casper-privacy",
+        {},
+        kind="casper",
+        figures={"messages_per_s": 100.0, "message_p99_ms": 1.0},
+    )
+    prosody = TargetResult(
+        "prosody", {}, kind="prosody", figures={"messages_per_s": 20.0, "message_p99_ms": 8.0}
+    )
+    ejabberd = TargetResult(
+        "ejabberd", {}, kind="ejabberd", figures={"messages_per_s": 40.0, "message_p99_ms": 2.0}
+    )
     results = [casper, privacy, prosody, ejabberd]  # fmt: skip
 
     assert ratios(results)["prosody"] == {"messages_per_s": 0.5, "message_p99_ms": 0.5}

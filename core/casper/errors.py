@@ -56,9 +56,7 @@ class StreamError(XMPPError):
 class StanzaError(XMPPError):
     """Answer one stanza with an error reply; the stream goes on (RFC 6120 §8.3)."""
 
-    def __init__(
-        self, condition: str, text: str | None = None, *, type: str | None = None
-    ) -> None:
+    def __init__(self, condition: str, text: str | None = None, *, type: str | None = None) -> None:
         if condition not in STANZA_CONDITIONS:
             raise ValueError(f"unknown stanza error condition {condition!r}")
         super().__init__(condition, text)

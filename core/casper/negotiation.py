@@ -278,7 +278,7 @@ class C2SNegotiation(SaslNegotiation):
     def state(self) -> State:
         return self._state
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Buffer bytes from the client; :meth:`next_event` parses them."""
         if self._state is State.CLOSED:
             return

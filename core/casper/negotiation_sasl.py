@@ -1,8 +1,8 @@
 """SASL for the c2s negotiation (RFC 6120 §6): the handlers of rule 4, as a mixin.
 
 :class:`casper.negotiation.C2SNegotiation` inherits them; its transition table names them.
-The state they keep (``_scram``, ``_mechanism``, ``_username``, ``_password``,
-``_auth_failures``, ``_channel_bindings``) is initialised there.
+The state they keep (declared on :class:`SaslNegotiation`) is initialised there, and
+:class:`NegotiationHost` lists what they use of the negotiation itself.
 
 Channel binding (rule 10): the caller hands over the binding data of a TLS stream
 (:func:`casper.tls.channel_bindings`); with any, SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS
@@ -14,15 +14,16 @@ that a ``y`` flag (the client saw no -PLUS) fails as a downgrade (RFC 5802 §6).
 from __future__ import annotations
 
 import base64
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
 
 from casper import sasl
 from casper.errors import LocalProtocolError, StreamError
 from casper.jid import JID, InvalidJID, prep_localpart
-from casper.negotiation_events import Authenticated, AuthFailed, CredentialsNeeded, State
-from casper.xml import serialize
+from casper.negotiation_events import Authenticated, AuthFailed, CredentialsNeeded, Event, State
+from casper.xml import XMLStreamParser, serialize
 from casper.xml.events import StanzaReceived
 
 _SASL = "{urn:ietf:params:xml:ns:xmpp-sasl}"
@@ -46,16 +47,41 @@ def _or_none(prepare: Callable[[str], object], text: str | None) -> str | None:
         return None
 
 
-class SaslNegotiation:
-    """Rule 4's handlers; everything else they use belongs to the negotiation."""
+class NegotiationHost(Protocol):
+    """What the SASL handlers use of the negotiation that inherits them.
 
-    _out: Any
-    _send: Any
-    _restart: Any
+    :class:`SaslNegotiation` subclasses it, so a type checker holds
+    :class:`casper.negotiation.C2SNegotiation` to it.
+    """
+
+    domain: str
+    _out: deque[Event]  # events for next_event()
+    _inbox: bytearray  # received, not yet fed to the parser
+    _parser: XMLStreamParser
     _tls: bool
     _tls_required: bool
     _allow_plain: bool
-    _channel_bindings: dict[str, bytes]
+    _authenticated: bool
+
+    def _send(self, data: bytes) -> None:
+        """Queue ``data`` for the client."""
+
+    def _restart(self) -> State:
+        """Expect a new stream header, on a new parser; return the state for it."""
+
+
+class SaslNegotiation(NegotiationHost):
+    """Rule 4's handlers; everything else they use belongs to the negotiation."""
+
+    # SASL state, initialised by the negotiation's __init__
+    _channel_bindings: dict[str, bytes]  # rule 10; only ever set on TLS
+    _scram_options: dict[str, Any]  # keyword arguments for sasl.ScramServer
+    _mechanism: str | None
+    _scram: sasl.ScramServer | None
+    _username: str | None  # prepared localpart, once known
+    _password: str | None  # PLAIN, until the credentials come
+    _auth_failures: int
+    _max_auth_failures: int
 
     def _mechanisms(self) -> tuple[str, ...]:
         """Rule 2: what is offered on this stream, in order of preference."""

@@ -38,7 +38,9 @@ class InvisibilityPolicy:
         return cls(
             enabled=config.invisibility,
             allowed=_expand(config.invisibility_allowed, groups, "invisibility.allowed"),
-            never_hidden_from=_expand(config.never_hidden_from, groups, "invisibility.never_hidden_from"),
+            never_hidden_from=_expand(
+                config.never_hidden_from, groups, "invisibility.never_hidden_from"
+            ),
         )
 
     def may_hide(self, account: JID) -> bool:

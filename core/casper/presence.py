@@ -61,7 +61,9 @@ class PresenceService:
                 await self._directed(stanza, session)
         elif kind in SUBSCRIPTION_TYPES:
             if stanza.to is None or stanza.to.bare == session.account:
-                raise StanzaError("bad-request", "a subscription request needs another entity's 'to'")
+                raise StanzaError(
+                    "bad-request", "a subscription request needs another entity's 'to'"
+                )
             await self.subscriptions.outbound(stanza, session)
         elif kind == "probe" and stanza.to is not None:
             # the probing resource itself is the observer: it may have been sent
@@ -154,7 +156,9 @@ class PresenceService:
         """(subscribers with a from/both subscription, everyone else who saw or was sent
         directed presence)."""
         roster = await self._server.rosters.get(session.account)
-        subscribers = [JID.parse(c) for c, i in roster.items() if i.subscription in ("from", "both")]
+        subscribers = [
+            JID.parse(c) for c, i in roster.items() if i.subscription in ("from", "both")
+        ]
         others = (session.seen_by | session.directed_to) - set(subscribers)
         return subscribers, sorted(others, key=str)
 
@@ -324,7 +328,9 @@ class PresenceService:
             if isinstance(verdict, OfflineEquivalent) and kind == "probe":
                 prober = stanza.from_
                 assert prober is not None
-                self.deliver_presence((await self.offline_presence(to.bare, prober)).readdressed(to=prober))
+                self.deliver_presence(
+                    (await self.offline_presence(to.bare, prober)).readdressed(to=prober)
+                )
                 return
             if verdict is not None:
                 await self._server.router.apply(verdict, stanza)
@@ -344,5 +350,7 @@ class PresenceService:
 
 
 def _unavailable(from_: JID, to: JID | None, like: Stanza | None) -> Stanza:
-    children = [] if like is None else [c for c in like.element if c.tag == qname(CLIENT_NS, "status")]
+    children = (
+        [] if like is None else [c for c in like.element if c.tag == qname(CLIENT_NS, "status")]
+    )
     return make_stanza("presence", from_=from_, to=to, type="unavailable", children=children)

@@ -14,13 +14,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pluggy
 import trio
 
 from .config import Config
-from .iq import IqTable
+from .iq import IqHandler, IqTable
 from .jid import JID
 from .lastseen import LastSeen
 from .limits import Limits
@@ -103,7 +103,9 @@ class Server:
         """Collect core and plugin IQ handlers once; duplicates are a startup error."""
         handlers = [("core", h) for h in self.rosters.iq_handlers()]
         for impl in self.pm.hook.casper_iq_handlers.get_hookimpls():
-            handlers.extend((impl.plugin_name, h) for h in impl.function() or ())
+            # pluggy types every implementation as returning object; the spec says a list
+            returned = cast("list[IqHandler] | None", impl.function())
+            handlers.extend((impl.plugin_name, h) for h in returned or ())
         self.iq_table = IqTable(handlers)
 
     def reload_tls(self) -> bool:
@@ -201,7 +203,7 @@ class Server:
 
     async def unbind(self, session: Session) -> None:
         """Take the session off the routing table, then send its unavailable presence."""
-        if getattr(session, "unbound", False):
+        if session.unbound:
             return
         session.unbound = True
         self.router.unbind(session)

@@ -82,7 +82,9 @@ class Session:
 
     Connection bookkeeping: ``closing`` (ended for good, with this stream error),
     ``transport_lost`` (the attached connection's transport broke), ``taken_over`` (a
-    resuming connection wants it), ``ended`` (its end has been carried out).
+    resuming connection wants it), ``unbound`` (:meth:`Server.unbind` took it off the
+    routing table; set once, before its unavailable presence goes out), ``ended`` (its end
+    has been carried out).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class Session:
         self.closing: StreamError | None = None
         self.transport_lost = False
         self.taken_over = False
+        self.unbound = False  # Server.unbind() has run (or is running) for it
         self.discard_queued = False
         self._channel = outbox
         self._closed = trio.Event()  # close() was called: for the session's whole life

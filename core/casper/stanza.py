@@ -79,7 +79,9 @@ class Stanza:
         child = self.element.find(qname(CLIENT_NS, name))
         return None if child is None else (child.text or "")
 
-    def readdressed(self, *, to: JID | None | bool = False, from_: JID | None | bool = False) -> Stanza:
+    def readdressed(
+        self, *, to: JID | None | bool = False, from_: JID | None | bool = False
+    ) -> Stanza:
         """Return a copy with ``to`` and/or ``from`` replaced (``False`` keeps the current one)."""
         new_to = self.to if to is False else to
         new_from = self.from_ if from_ is False else from_

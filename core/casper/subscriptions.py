@@ -139,7 +139,9 @@ class Subscriptions:
                              item: RosterItem | None) -> None:  # fmt: skip
         if item is None or not item.ask or item.subscription in ("to", "both"):
             return
-        await self._save(account, replace(item, subscription=_GAIN_TO[item.subscription], ask=False))
+        await self._save(
+            account, replace(item, subscription=_GAIN_TO[item.subscription], ask=False)
+        )
         self._to_available(stanza, account)
         if contact.domain == self._server.domain:
             for session in self._server.router.sessions_of(account):
@@ -169,13 +171,17 @@ class Subscriptions:
                 self._server.router.deliver(stanza.readdressed(to=session.jid), session)
 
     async def _reply(self, account: JID, contact: JID, type_: str) -> None:
-        await self._server.router.route(make_stanza("presence", to=contact, from_=account, type=type_))
+        await self._server.router.route(
+            make_stanza("presence", to=contact, from_=account, type=type_)
+        )
 
     async def deliver_pending(self, session: Session) -> None:
         """Hand stored subscription requests to a session's initial presence."""
         account = session.account
         for contact in await self._pending(account):
-            request = make_stanza("presence", to=account, from_=JID.parse(contact), type="subscribe")
+            request = make_stanza(
+                "presence", to=account, from_=JID.parse(contact), type="subscribe"
+            )
             self._server.router.deliver(request, session)
 
     async def cancel_for_removal(self, account: JID, contact: JID, item: RosterItem) -> None:

@@ -61,7 +61,9 @@ class DirectedPresenceConfig:
             raise ConfigError(f"plugin.{NAME}: unknown setting {min(unknown)!r}")
         mode = values.get("roster_pushes", "requested")
         if mode not in ROSTER_PUSH_MODES:
-            raise ConfigError(f"plugin.{NAME}.roster_pushes must be one of {', '.join(ROSTER_PUSH_MODES)}")
+            raise ConfigError(
+                f"plugin.{NAME}.roster_pushes must be one of {', '.join(ROSTER_PUSH_MODES)}"
+            )
         return cls(roster_pushes=mode)
 
 

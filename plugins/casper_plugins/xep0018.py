@@ -76,7 +76,9 @@ class Xep0018:
         self._server = server
 
     @hookimpl
-    def casper_handle_outgoing(self, stanza: Stanza, session: Session) -> Callable[[], Awaitable[None]] | None:
+    def casper_handle_outgoing(
+        self, stanza: Stanza, session: Session
+    ) -> Callable[[], Awaitable[None]] | None:
         if stanza.kind != "presence" or stanza.type not in LEGACY_TYPES:
             return None
         if stanza.to is None:

@@ -96,9 +96,6 @@ async def run_node(
     lines = [line for line in done.stdout.decode().splitlines() if line.startswith("{")]
     assert lines, f"no JSON from {script}: {done.stdout.decode()}\n{done.stderr.decode()}"
     result = json.loads(lines[-1])
-    if "healthErrors" in result or result.get("error"):  # TEMP-DIAG
-        with open("/tmp/inv/health.log", "a") as f:  # TEMP-DIAG
-            f.write(json.dumps(result)[:20000] + "\n")  # TEMP-DIAG
     detail = json.dumps(result, indent=1)[-4000:] + "\n" + done.stderr.decode()[-3000:]
     assert done.returncode == 0 and result.get("ok"), detail
     return result

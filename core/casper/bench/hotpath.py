@@ -67,7 +67,9 @@ print(json.dumps((time.process_time() - started) / count * 1e6))
 def _run(tree: Path, count: int) -> float:
     env = dict(os.environ)
     paths = [str(tree / "core"), str(tree / "plugins")]
-    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if "PYTHONPATH" in env else []))
+    env["PYTHONPATH"] = os.pathsep.join(
+        paths + ([env["PYTHONPATH"]] if "PYTHONPATH" in env else [])
+    )
     done = subprocess.run(
         [sys.executable, "-c", _WORKER, str(count)],
         env=env, capture_output=True, text=True, check=True, timeout=300,

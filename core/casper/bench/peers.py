@@ -37,6 +37,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import trio
 
@@ -248,7 +249,9 @@ class EjabberdServer(SpawnedServer):
 
     def _register_all(self) -> None:
         password = self.provision.accounts.password
-        existing = set(self.api("registered_users", {"host": self.domain}) or [])  # type: ignore[arg-type]
+        # mod_http_api answers registered_users with a JSON list of user names
+        users = cast("list[str] | None", self.api("registered_users", {"host": self.domain}))
+        existing = set(users or [])
         for name in self.provision.usernames():
             if name not in existing:
                 self.api("register", {"user": name, "host": self.domain, "password": password})

@@ -243,7 +243,7 @@ def privacy_list_rows(count: int) -> list[dict[str, object]]:
     Kinds cycle through message, presence-in, presence-out, iq and everything, so every
     stanza is checked against the whole list and none is denied.
     """
-    kinds = (["message"], ["presence-in"], ["presence-out"], ["iq"], [])
+    kinds: tuple[list[str], ...] = (["message"], ["presence-in"], ["presence-out"], ["iq"], [])
     return [
         {"action": "deny", "order": i + 1, "type": "jid", "value": f"spam{i}@blocked.invalid",
          "kinds": kinds[i % len(kinds)]}

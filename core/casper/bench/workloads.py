@@ -418,11 +418,11 @@ async def measure_rate(
         ]
         tail = b"</body></message>"
         async with trio.open_nursery() as nursery:
-            for sender, receiver, count in zip(senders, receivers, per_pair, strict=True):
-                assert sender.jid is not None
+            for sender in senders:
                 nursery.start_soon(_watch_bounces, sender)
             async with trio.open_nursery() as readers:
                 for sender, receiver, count in zip(senders, receivers, per_pair, strict=True):
+                    assert sender.jid is not None
                     readers.start_soon(_receive_count, receiver, sender.jid, count, latencies,
                                        bench.step_timeout)  # fmt: skip
                 started = trio.current_time()

@@ -406,7 +406,9 @@ class SQLiteStorage:
     # -- service data (not tied to an account) --------------------------------------------------
 
     def service_get(self, plugin: str, key: str) -> str | None:
-        rows = self._read("SELECT value FROM service_data WHERE plugin = ? AND key = ?", (plugin, key))
+        rows = self._read(
+            "SELECT value FROM service_data WHERE plugin = ? AND key = ?", (plugin, key)
+        )
         return rows[0][0] if rows else None
 
     def service_put(self, plugin: str, key: str, value: str) -> None:

@@ -37,7 +37,9 @@ CLIENT = "jabber:client"
 def parse_xml(text: str) -> Element:
     """Parse one ``jabber:client`` element written as a string (for expectations)."""
     parser = XMLStreamParser()
-    parser.feed(stream_header(from_="x", id="x").replace(b"<?xml version='1.0'?>", b"") + text.encode())
+    parser.feed(
+        stream_header(from_="x", id="x").replace(b"<?xml version='1.0'?>", b"") + text.encode()
+    )
     parser.next_event()
     event = parser.next_event()
     assert isinstance(event, StanzaReceived), event
@@ -85,7 +87,7 @@ class TestClient:
                 if self._parser.next_event() is NEED_DATA:
                     return StreamClosed()
                 continue
-            self._parser.feed(data)
+            self._parser.feed(bytes(data))  # no copy: trio's streams return bytes
 
     async def _next_element(self) -> Element:
         event = await self._next_event()
@@ -96,7 +98,9 @@ class TestClient:
         assert isinstance(event, StanzaReceived)
         element = event.element
         if element.tag == f"{{{STREAMS}}}error":
-            condition = next((c.tag.split("}")[1] for c in element if not c.tag.endswith("}text")), None)
+            condition = next(
+                (c.tag.split("}")[1] for c in element if not c.tag.endswith("}text")), None
+            )
             raise StreamEnded(condition)
         return element
 
@@ -137,7 +141,9 @@ class TestClient:
     # ------------------------------------------------------------ negotiation
 
     async def open_stream(self) -> Element:
-        await self.send_raw(stream_header(from_="client", id="", to=self.domain).replace(b" id=''", b""))
+        await self.send_raw(
+            stream_header(from_="client", id="", to=self.domain).replace(b" id=''", b"")
+        )
         event = await self._next_event()
         assert isinstance(event, StreamOpened), event
         self.features = await self._next_element()
@@ -152,7 +158,9 @@ class TestClient:
         self._restart()
         await self.open_stream()
 
-    async def authenticate(self, username: str, password: str, mechanism: str = "SCRAM-SHA-256") -> None:
+    async def authenticate(
+        self, username: str, password: str, mechanism: str = "SCRAM-SHA-256"
+    ) -> None:
         if mechanism == "PLAIN":
             await self._auth_plain(username, password)
         else:

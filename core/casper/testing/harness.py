@@ -62,7 +62,9 @@ class TestServer:
             await client.bind(resource)
             if presence:
                 await client.send("<presence/>")
-                await client.expect(lambda e: e.tag.endswith("presence") and e.get("from") == str(client.jid))
+                await client.expect(
+                    lambda e: e.tag.endswith("presence") and e.get("from") == str(client.jid)
+                )
             yield client
 
     async def add_account(self, user: str, password: str = "secret") -> None:
@@ -122,7 +124,11 @@ async def open_test_server(
                             ssl_context=server_ctx, plugins=extra_plugins)  # fmt: skip
             server = await nursery.start(start)
             test_server = TestServer(server, listener, client_ctx, tcp_port=port)
-            names = accounts.items() if isinstance(accounts, Mapping) else ((a, "secret") for a in accounts)
+            names = (
+                accounts.items()
+                if isinstance(accounts, Mapping)
+                else ((a, "secret") for a in accounts)
+            )
             for user, password in names:
                 await test_server.add_account(user, password)
             yield test_server
