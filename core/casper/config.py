@@ -15,7 +15,7 @@ command line or a test. The TOML layout (see ``examples/casper.toml``)::
     [plugins] default enable disable
     [log]     level
     [s2s]     enabled port require_encryption dialback_secret connect_timeout
-              negotiation_timeout idle_timeout send_timeout queue_size
+              negotiation_timeout idle_timeout send_timeout queue_size ca_file
     [s2s.routes]  static routes: remote domain = "host:port" (instead of DNS)
     [stream_management]  enabled resume_timeout max_unacked ack_interval
     [plugin.NAME]  settings read by plugin NAME through ``Config.plugin_config(NAME)``
@@ -24,8 +24,8 @@ command line or a test. The TOML layout (see ``examples/casper.toml``)::
 ``s2s.idle_timeout`` and ``stream_management.resume_timeout`` are switched off with ``false``
 (TOML has no null), and so are the
 ``[limits]`` on connections per address, stanza rate and authentication failures. Relative
-paths (``data_dir``, ``cert_file``, ``key_file``) are relative to the current directory of the
-server process, not to the config file.
+paths (``data_dir``, ``cert_file``, ``key_file``, ``s2s.ca_file``) are relative to the current
+directory of the server process, not to the config file.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ _OPTIONS = (
     _Option("s2s_idle_timeout", "s2s", "idle_timeout", float, 0, 7 * 86400, True, nullable=True),
     _Option("s2s_send_timeout", "s2s", "send_timeout", float, 0, 3600, True),
     _Option("s2s_queue_size", "s2s", "queue_size", int, 1, 1_000_000),
+    _Option("s2s_ca_file", "s2s", "ca_file", Path, nullable=True),
     _Option("s2s_routes", "s2s", "routes", dict),
 )
 _BY_FIELD = {opt.field: opt for opt in _OPTIONS}
@@ -196,6 +197,7 @@ class Config:
     s2s_idle_timeout: float | None = 600.0  # an unused s2s stream is closed after this
     s2s_send_timeout: float = 30.0  # a peer that takes longer to read a write is dropped
     s2s_queue_size: int = 1000  # stanzas queued per remote domain (while connecting, or slow)
+    s2s_ca_file: Path | None = None  # peers' CAs trusted besides the system's (SASL EXTERNAL)
     s2s_routes: Mapping[str, tuple[str, int]] = field(default_factory=dict, hash=False)
     plugin_settings: Mapping[str, Mapping[str, object]] = field(default_factory=dict, hash=False)
     account_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)

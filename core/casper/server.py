@@ -125,6 +125,7 @@ class Server:
             log.error("TLS certificate not reloaded, keeping the old one: %s", exc)
             return False
         self.ssl_context = context
+        self.s2s.reload_tls()  # federation, if serving: same certificate, and [s2s] ca_file
         log.info("TLS certificate reloaded")
         return True
 

@@ -3,7 +3,9 @@
 Each runs as a private process on loopback under its own domain (``prosody.test`` with a
 MUC component ``rooms.prosody.test``; ``ejabberd.test``), with a config file, data
 directory and certificates (from one throwaway ``trustme`` CA) under a temporary
-directory. No DNS is involved: Casper (``casper.test``) has static routes to them, and they
+directory. Every server trusts that CA (Prosody ``ssl.cafile``, ejabberd ``ca_file``,
+Casper ``[s2s] ca_file``), so streams authenticate with SASL EXTERNAL; a Casper with a
+self-signed certificate and no ``ca_file`` exercises dialback. No DNS is involved: Casper (``casper.test``) has static routes to them, and they
 reach Casper's s2s port through a static route of their own (a small Prosody module,
 ``prosody/mod_casper_static_routes.lua``; for ejabberd, an Erlang ``inetrc`` hosts entry
 plus ``outgoing_s2s_port``).
@@ -194,7 +196,7 @@ authentication = "internal_plain"
 storage = "internal"
 allow_registration = false
 casper_static_routes = {{ ["{casper}"] = {{ "127.0.0.1", {casper_port} }} }}
-ssl = {{ certificate = "{cert}", key = "{key}" }}
+ssl = {{ certificate = "{cert}", key = "{key}", cafile = "{cafile}" }}
 VirtualHost "prosody.test"
 Component "rooms.prosody.test" "muc"
   restrict_room_creation = false
@@ -218,11 +220,12 @@ def prosody(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA,
     directory = tmp_path_factory.mktemp("prosody")
     (directory / "data").mkdir()
     cert, key = _write_cert(ca, directory, "prosody.test", "rooms.prosody.test")
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))  # verifies Casper's certificate
     c2s, s2s = free_port(), free_port()
     config = directory / "prosody.cfg.lua"
     config.write_text(PROSODY_CONFIG.format(
         dir=directory, plugins=HERE / "prosody", c2s=c2s, s2s=s2s, casper=CASPER,
-        casper_port=casper_s2s_port, cert=cert, key=key))  # fmt: skip
+        casper_port=casper_s2s_port, cert=cert, key=key, cafile=directory / "ca.pem"))  # fmt: skip
     log = directory / "prosody.log"
     with (directory / "stdout.txt").open("wb") as out:
         process = subprocess.Popen([binary, "-F", "--config", str(config)], stdout=out,

@@ -5,7 +5,6 @@ against Prosody's MUC (``test_prosody.py``)."""
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import AsyncIterator
 
 import pytest
@@ -62,21 +61,49 @@ async def test_invisible_to_remote_contact(ejabberd: RemoteServer, ca: trustme.C
         )
 
 
-async def test_sasl_external_when_our_certificate_verifies(
-    ejabberd: RemoteServer, ca: trustme.CA, casper_s2s_port: int, caplog: pytest.LogCaptureFixture
+async def test_sasl_external_both_ways_with_certificates_from_a_shared_ca(
+    ejabberd: RemoteServer, casper: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """ejabberd trusts the tests' CA: with a certificate for casper.test from it, Casper
-    authenticates its outgoing stream with SASL EXTERNAL instead of dialback."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    ca.issue_cert("casper.test").configure_cert(context)
+    """ejabberd trusts the tests' CA (``ca_file``) and Casper does too (``[s2s] ca_file``);
+    both certificates come from it: each side authenticates with SASL EXTERNAL."""
+    caplog.set_level(logging.INFO, "casper.s2s")
     bob = unique("bob")
     ejabberd.add_user(bob)
-    caplog.set_level(logging.INFO, "casper.s2s")
-    async with open_casper(ca, casper_s2s_port, [ejabberd], accounts=("romeo",)) as casper:
-        casper.server.s2s.client_context = context
-        casper.server.s2s.try_external = True
-        async with casper.client("romeo") as romeo, remote_client(ejabberd, bob) as remote:
-            msg = await send_message(romeo, f"{bob}@ejabberd.test/r")
-            await remote.expect(message_with_id(msg), timeout=TIMEOUT)
-    assert "casper.test -> ejabberd.test authenticated (EXTERNAL)" in caplog.text
+    async with casper.client("romeo") as romeo, remote_client(ejabberd, bob) as remote:
+        msg = await send_message(romeo, f"{bob}@ejabberd.test/r")
+        await remote.expect(message_with_id(msg), timeout=TIMEOUT)
+        reply = await send_message(remote, romeo.jid)
+        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
+        mechanisms = casper.server.s2s.statistics()["mechanisms"]
+    assert mechanisms == {
+        "in ejabberd.test->casper.test": "EXTERNAL",
+        "out casper.test->ejabberd.test": "EXTERNAL",
+    }, ejabberd.log_tail()
+    assert "casper.test -> ejabberd.test authenticated (EXTERNAL; certificate verified)" \
+        in caplog.text  # fmt: skip
+
+
+async def test_dialback_both_ways_when_certificates_do_not_verify(
+    ejabberd: RemoteServer, ca: trustme.CA, casper_s2s_port: int
+) -> None:
+    """Casper's certificate is self-signed and Casper trusts no CA of the tests: neither
+    side can authenticate the other's certificate, the TLS handshakes still succeed and
+    both streams authenticate with dialback (XEP-0220)."""
+    bob = unique("bob")
+    ejabberd.add_user(bob)
+    async with (
+        open_casper(
+            ca, casper_s2s_port, [ejabberd], accounts=("romeo",), self_signed=True, s2s_ca_file=None
+        ) as casper,
+        casper.client("romeo") as romeo,
+        remote_client(ejabberd, bob) as remote,
+    ):
+        msg = await send_message(romeo, f"{bob}@ejabberd.test/r")
+        await remote.expect(message_with_id(msg), timeout=TIMEOUT)
+        reply = await send_message(remote, romeo.jid)
+        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
+        mechanisms = casper.server.s2s.statistics()["mechanisms"]
+    assert mechanisms == {
+        "in ejabberd.test->casper.test": "dialback",
+        "out casper.test->ejabberd.test": "dialback",
+    }, ejabberd.log_tail()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -41,6 +42,29 @@ async def test_message_both_ways(prosody: RemoteServer, casper: TestServer) -> N
         assert got.get("from") == f"{alice}@prosody.test/r"
 
 
+async def test_sasl_external_both_ways_with_certificates_from_a_shared_ca(
+    prosody: RemoteServer, casper: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Prosody trusts the tests' CA (``ssl.cafile``) and Casper does too (``[s2s] ca_file``);
+    both certificates come from it: each side authenticates with SASL EXTERNAL (Prosody's
+    mod_saslauth offers it when chain and identity are valid, and tries it when offered)."""
+    caplog.set_level(logging.INFO, "casper.s2s")
+    alice = unique("alice")
+    prosody.add_user(alice)
+    async with casper.client("romeo") as romeo, remote_client(prosody, alice) as remote:
+        msg = await send_message(romeo, f"{alice}@prosody.test/r")
+        await remote.expect(message_with_id(msg), timeout=TIMEOUT)
+        reply = await send_message(remote, romeo.jid)
+        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
+        mechanisms = casper.server.s2s.statistics()["mechanisms"]
+    assert mechanisms == {
+        "in prosody.test->casper.test": "EXTERNAL",
+        "out casper.test->prosody.test": "EXTERNAL",
+    }, prosody.log_tail()
+    assert "s2s in: prosody.test -> casper.test authenticated (EXTERNAL; certificate verified)" \
+        in caplog.text  # fmt: skip
+
+
 async def test_subscription_and_presence(prosody: RemoteServer, casper: TestServer) -> None:
     await scenarios.subscription_and_presence(casper, RemoteSide(prosody), unique("alice"))
 
@@ -66,3 +90,29 @@ async def test_room_join_and_leave_while_invisible(prosody: RemoteServer, ca: tr
     async with open_casper(ca, casper_s2s_port, [prosody], accounts=("romeo",),
                            plugins=driver.plugins) as casper:  # fmt: skip
         await scenarios.room_join_and_leave_while_invisible(casper, RemoteSide(prosody), driver)
+
+
+async def test_dialback_both_ways_when_certificates_do_not_verify(
+    prosody: RemoteServer, ca: trustme.CA, casper_s2s_port: int
+) -> None:
+    """Casper's certificate is self-signed and Casper trusts no CA of the tests: neither
+    side can authenticate the other's certificate, the TLS handshakes still succeed and
+    both streams authenticate with dialback (XEP-0220)."""
+    alice = unique("alice")
+    prosody.add_user(alice)
+    async with (
+        open_casper(
+            ca, casper_s2s_port, [prosody], accounts=("romeo",), self_signed=True, s2s_ca_file=None
+        ) as casper,
+        casper.client("romeo") as romeo,
+        remote_client(prosody, alice) as remote,
+    ):
+        msg = await send_message(romeo, f"{alice}@prosody.test/r")
+        await remote.expect(message_with_id(msg), timeout=TIMEOUT)
+        reply = await send_message(remote, romeo.jid)
+        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
+        mechanisms = casper.server.s2s.statistics()["mechanisms"]
+    assert mechanisms == {
+        "in prosody.test->casper.test": "dialback",
+        "out casper.test->prosody.test": "dialback",
+    }, prosody.log_tail()

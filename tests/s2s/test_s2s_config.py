@@ -29,6 +29,7 @@ def test_section_is_read(tmp_path: Path) -> None:
             idle_timeout = false
             send_timeout = 4
             queue_size = 10
+            ca_file = "certs/federation-ca.pem"
             [s2s.routes]
             "Prosody.Test" = "127.0.0.1:5270"
             "v6.test" = "[::1]:5269"
@@ -38,6 +39,7 @@ def test_section_is_read(tmp_path: Path) -> None:
     )
     assert config.s2s_enabled and config.s2s_port == 0 and not config.s2s_require_encryption
     assert config.s2s_dialback_secret == "s3cret" and config.s2s_idle_timeout is None
+    assert config.s2s_ca_file == Path("certs/federation-ca.pem")
     assert (config.s2s_connect_timeout, config.s2s_negotiation_timeout) == (2.0, 3.5)
     assert (config.s2s_send_timeout, config.s2s_queue_size) == (4.0, 10)
     assert dict(config.s2s_routes) == {

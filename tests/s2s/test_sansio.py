@@ -333,7 +333,7 @@ def test_compression_loops_are_refused() -> None:
         dns.read_name(message, 12)
 
 
-@pytest.mark.parametrize("module", ["inbound", "outbound", "wire", "dns"])
+@pytest.mark.parametrize("module", ["inbound", "outbound", "wire", "dns", "certs"])
 def test_sans_io_modules_do_not_import_trio(module: str) -> None:
     spec = importlib.util.find_spec(f"casper.s2s.{module}")
     assert spec is not None and spec.origin is not None

@@ -2,7 +2,10 @@
 
 Each connection drives its sans-IO machine (:mod:`.inbound`, :mod:`.outbound`). Writes go
 through one lock, each bounded by ``send_timeout`` (a peer that stops reading is dropped,
-not waited on); reads reset the idle deadline. STARTTLS swaps the stream under that lock.
+not waited on); reads reset the idle deadline. STARTTLS swaps the stream under that lock
+for a :class:`~.tlsstream.PyOpenSSLStream`, whose peer certificate (verified or not: the
+handshake never fails for that) goes to the sans-IO machine, which picks SASL EXTERNAL or
+dialback with it. Each stream logs, at info, how it was authenticated.
 
 Error handling: a transport failure means the peer is gone, not an error; a protocol fault
 becomes a stream error sent to the peer; the connection's owner (:mod:`.manager`) learns
@@ -26,10 +29,14 @@ from casper.errors import StreamError
 from . import inbound, outbound
 from .inbound import InboundStream
 from .outbound import OutboundStream
+from .tlsstream import PyOpenSSLStream
 
 if TYPE_CHECKING:
+    from OpenSSL import SSL
+
     from casper.stanza import Stanza
 
+    from .certs import PeerCertificate
     from .manager import Route, S2SManager
 
 log = logging.getLogger("casper.s2s")
@@ -58,13 +65,15 @@ class _Wire:
         if scope.cancelled_caught:
             raise WriteTimeout(f"the peer read nothing for {self._send_timeout:g}s")
 
-    async def start_tls(self, context: ssl.SSLContext, *, server_side: bool,
-                        hostname: str | None = None) -> None:  # fmt: skip
+    async def start_tls(self, context: SSL.Context, *, server_side: bool,
+                        hostname: str | None = None) -> PeerCertificate | None:  # fmt: skip
+        """Wrap the stream in TLS; return the peer's certificate, verified or not."""
         async with self.lock:
-            tls = trio.SSLStream(self.stream, context, server_side=server_side,
-                                 server_hostname=hostname)  # fmt: skip
+            tls = PyOpenSSLStream(self.stream, context, server_side=server_side,
+                                  server_hostname=hostname)  # fmt: skip
             await tls.do_handshake()
             self.stream = tls
+        return tls.peer_certificate()
 
     async def receive(self) -> bytes:
         return bytes(await self.stream.receive_some(RECEIVE_SIZE))
@@ -88,7 +97,7 @@ async def handle_inbound(manager: S2SManager, stream: trio.abc.Stream) -> None:
         hosted=manager.hosted,
         default_domain=manager.domain,
         dialback_key=manager.dialback_key,
-        tls_available=manager.server_context is not None,
+        tls_available=manager.tls is not None,
         require_tls=config.s2s_require_encryption,
         max_stanza_bytes=config.max_stanza_size,
         max_depth=config.max_depth,
@@ -148,21 +157,24 @@ async def _inbound_loop(manager: S2SManager, neg: InboundStream, wire: _Wire,
             else:
                 neg.receive_eof()
         elif isinstance(event, inbound.StartTLS):
-            assert manager.server_context is not None
-            await wire.start_tls(manager.server_context, server_side=True)
-            neg.tls_started()
+            assert manager.tls is not None
+            neg.tls_started(await wire.start_tls(manager.tls.server_context, server_side=True))
         elif isinstance(event, inbound.DialbackRequest):
             nursery.start_soon(verify, event)
         elif isinstance(event, inbound.Authorized):
-            log.info(
-                "s2s in: %s -> %s authenticated (dialback)", event.originating, event.receiving
-            )
+            log.info("s2s in: %s -> %s authenticated (%s; %s)", event.originating,
+                     event.receiving, event.mechanism, _describe(neg.peer_certificate,
+                                                                 event.originating))  # fmt: skip
             manager.inbound_authorized(neg)
             scope.deadline = math.inf if idle is None else trio.current_time() + idle
         elif isinstance(event, inbound.StanzaIn):
             await manager.receive(event.element, event.from_, event.to)
         elif isinstance(event, inbound.Closed):
             return
+
+
+def _describe(cert: PeerCertificate | None, domain: str) -> str:
+    return "no certificate" if cert is None else cert.describe(domain)
 
 
 def _only(exc: BaseException, *types: type[BaseException]) -> bool:
@@ -207,8 +219,8 @@ async def run_outbound(manager: S2SManager, route: Route, stream: trio.abc.Strea
         remote=route.remote,
         dialback_key=lambda stream_id: manager.dialback_key(route.remote, route.local, stream_id),
         require_tls=config.s2s_require_encryption,
-        tls_available=manager.client_context is not None,
-        try_external=manager.try_external,
+        tls_available=manager.tls is not None,
+        try_external=manager.tls is not None and manager.tls.presentable(route.local),
         max_stanza_bytes=config.max_stanza_size,
         max_depth=config.max_depth,
     )
@@ -253,7 +265,9 @@ async def _negotiate_and_pump(route: Route, neg: OutboundStream, wire: _Wire, re
         return OutboundFailed("remote-server-timeout", f"{route.remote}: negotiation timed out")
     if not neg.ready:
         return None  # the stream ended during negotiation: _check_closed tells why
-    log.info("s2s out: %s -> %s authenticated (%s)", route.local, route.remote, neg.mechanism)
+    log.info("s2s out: %s -> %s authenticated (%s; %s)", route.local, route.remote,
+             neg.mechanism, _describe(neg.peer_certificate, route.remote))  # fmt: skip
+    route.mechanism = neg.mechanism
     await on_ready()
     await _pump(route, neg, wire, route.idle_timeout)
     await _flush_quietly(wire, neg.data_to_send())
@@ -283,11 +297,9 @@ async def _outbound_reader(manager: S2SManager, route: Route, neg: OutboundStrea
                 else:
                     neg.receive_eof()
             elif isinstance(event, outbound.StartTLS):
-                assert manager.client_context is not None
-                await wire.start_tls(
-                    manager.client_context, server_side=False, hostname=route.remote
-                )
-                neg.tls_started()
+                assert manager.tls is not None
+                neg.tls_started(await wire.start_tls(manager.tls.client_context,
+                                                     server_side=False, hostname=route.remote))  # fmt: skip
             elif isinstance(event, outbound.Authenticated):
                 ready.set()
             elif isinstance(event, outbound.VerifyResult):

@@ -8,8 +8,10 @@ a dialback verification, can be written without the reader). No I/O, no trio. Ru
    ``version`` >= 1.0 (``unsupported-version``), ``to`` one of our domains (``host-unknown``;
    absent means the main domain), ``from`` never one of ours (``invalid-from``). We answer
    with our header (fresh id), then features: ``<starttls/>`` (``<required/>`` when TLS is
-   required) before TLS; dialback once TLS is up, or right away when TLS is optional.
-2. STARTTLS: ``<proceed/>`` then :class:`StartTLS`; ``tls_started()`` restarts the stream.
+   required) before TLS; dialback once TLS is up, or right away when TLS is optional; SASL
+   EXTERNAL as well when the peer's certificate verified (rule 6).
+2. STARTTLS: ``<proceed/>`` then :class:`StartTLS`; ``tls_started(peer_certificate)``
+   restarts the stream.
    Anything buffered after ``<starttls/>`` is plaintext injection: ``policy-violation``.
 3. ``<db:result/>`` (the peer wants to send as ``from`` to ``to``): not before TLS when it is
    required (``policy-violation``); ``to`` must be ours (``host-unknown``), ``from`` a valid
@@ -24,8 +26,16 @@ a dialback verification, can be written without the reader). No I/O, no trio. Ru
    ``to`` not ours -> ``host-unknown``; ``from`` domain not authorized for that ``to`` ->
    ``invalid-from`` (a peer never speaks for a domain it did not prove). Passed on as
    :class:`StanzaIn`, converted to ``jabber:client``.
-6. SASL is not offered on incoming streams (EXTERNAL is outgoing only), so ``<auth/>`` gets
-   ``<failure><invalid-mechanism/></failure>``. Any other element: ``unsupported-stanza-type``.
+6. SASL EXTERNAL (RFC 6120 §6.4, XEP-0178) is offered after TLS, until it succeeds, when
+   the peer's certificate chain verified and, if the header names a ``from``, covers that
+   domain. ``<auth mechanism='EXTERNAL'>`` carries an authzid that is empty, ``=`` or the
+   header's ``from`` (else ``invalid-authzid``; not base64: ``incorrect-encoding``); the
+   domain (the authzid, or else ``from``) must be covered by the certificate and not ours
+   (else ``not-authorized``). Success: ``<success/>``, :class:`Authorized` with mechanism
+   ``EXTERNAL``, and the stream restarts (a new header, a new id); the pair counts exactly
+   like one dialback authorized. Any failure leaves the stream open: dialback is still
+   there. ``<auth/>`` when EXTERNAL was not offered, or another mechanism:
+   ``invalid-mechanism``. Any other element: ``unsupported-stanza-type``.
 7. Errors: [our header if not yet sent] + ``<stream:error>`` + close tag, then
    :class:`Closed`. ``</stream:stream>`` gets ours and ``Closed(None)``; EOF gives
    ``Closed(None)``. Parser limits (size, depth) are stream errors like any other.
@@ -33,6 +43,8 @@ a dialback verification, can be written without the reader). No I/O, no trio. Ru
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import re
 from collections import deque
@@ -42,10 +54,11 @@ from xml.etree.ElementTree import Element
 
 from casper.errors import LocalProtocolError, StreamError
 from casper.jid import JID, InvalidJID
-from casper.xml import NEED_DATA, STREAM_CLOSE, NeedData, XMLStreamParser, serialize, stream_error
+from casper.xml import NEED_DATA, STREAM_CLOSE, NeedData, XMLStreamParser, stream_error
 from casper.xml.events import StanzaReceived, StreamClosed, StreamOpened
 
 from . import wire
+from .certs import PeerCertificate
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class DialbackRequest:
 class Authorized:
     originating: str  #: the peer may now send stanzas from this domain...
     receiving: str  #: ...to this one of ours
+    mechanism: str = "dialback"  #: or "EXTERNAL" (the certificate)
 
 
 @dataclass(frozen=True)
@@ -121,7 +135,11 @@ class InboundStream:
         self.local_domain = default_domain
         self.peer_domain: str | None = None  # the header's from, if any
         self.authorized: set[tuple[str, str]] = set()  # (originating, receiving)
+        self.mechanisms: dict[tuple[str, str], str] = {}  # how each pair authenticated
         self._pending: set[tuple[str, str]] = set()
+        self.peer_certificate: PeerCertificate | None = None  # after TLS, if one was sent
+        self._external_offered = False
+        self._external_done = False
         self.closed: Closed | None = None
 
     @property
@@ -144,11 +162,17 @@ class InboundStream:
     def receive_eof(self) -> None:
         self._eof = True
 
-    def tls_started(self) -> None:
+    def tls_started(self, peer_certificate: PeerCertificate | None = None) -> None:
+        """TLS is up; ``peer_certificate`` is what the peer presented (rule 6)."""
         if self._state is not State.TLS_PENDING:
             raise LocalProtocolError(f"tls_started() in state {self._state.value!r}")
         self.secure = True
+        self.peer_certificate = peer_certificate
+        self._restart()
+
+    def _restart(self, carry: bytes = b"") -> None:
         self._parser = XMLStreamParser(**self._limits)
+        self._inbox[:0] = carry
         self._header_sent = False
         self._state = State.HEADER
 
@@ -163,6 +187,7 @@ class InboundStream:
         self._out += wire.db_element("result", from_=receiving, to=originating, type=kind)
         if valid:
             self.authorized.add((originating, receiving))
+            self.mechanisms[(originating, receiving)] = "dialback"
             self._events.append(Authorized(originating, receiving))
         else:
             self._fail(StreamError("not-authorized", f"dialback for {originating} failed"))
@@ -256,8 +281,11 @@ class InboundStream:
         offer: list[Element] = []
         if self._tls_available and not self.secure:
             offer.append(wire.starttls_feature(self._require_tls))
+        if self._offers_external(peer):
+            offer.append(wire.mechanisms_feature("EXTERNAL"))
         if self.secure or not self._require_tls:
             offer.append(wire.dialback_feature())
+        self._external_offered = any(e.tag == wire.SASL_MECHANISMS for e in offer)
         self._out += wire.features(*offer)
         self._state = State.OPEN
 
@@ -272,9 +300,7 @@ class InboundStream:
         elif tag in wire.STANZA_TAGS:
             self._stanza(element)
         elif tag == wire.SASL_AUTH:
-            failure = Element(wire.SASL_FAILURE)
-            failure.append(Element(f"{{{wire.SASL_NS}}}invalid-mechanism"))
-            self._out += serialize(failure, wire.SERVER_NS)
+            self._auth(element)
         elif tag == wire.STREAM_ERROR:
             self._end(STREAM_CLOSE, wire.stream_error_from(element))
         else:
@@ -290,6 +316,43 @@ class InboundStream:
         self._out += wire.simple(wire.PROCEED)
         self._events.append(StartTLS())
         self._state = State.TLS_PENDING
+
+    def _offers_external(self, peer: str | None) -> bool:
+        """Rule 6: after TLS, with a verified chain that covers the announced domain."""
+        cert = self.peer_certificate
+        if not self.secure or self._external_done or cert is None or not cert.verified:
+            return False
+        return peer is None or cert.identities.covers(peer)
+
+    def _auth(self, element: Element) -> None:
+        """Rule 6."""
+        if not self._external_offered or element.get("mechanism") != "EXTERNAL":
+            self._out += wire.sasl_failure("invalid-mechanism")
+            return
+        text = (element.text or "").strip()
+        try:
+            authzid = "" if text in ("", "=") else \
+                base64.b64decode(text, validate=True).decode()  # fmt: skip
+        except (binascii.Error, UnicodeDecodeError):
+            self._out += wire.sasl_failure("incorrect-encoding")
+            return
+        claimed = wire.domain_or_none(authzid) if authzid else self.peer_domain
+        if authzid and (claimed is None or self.peer_domain not in (None, claimed)):
+            self._out += wire.sasl_failure("invalid-authzid")
+            return
+        cert = self.peer_certificate
+        if claimed is None or self._hosted(claimed) or cert is None or \
+                not cert.authenticates(claimed):  # fmt: skip
+            self._out += wire.sasl_failure("not-authorized")
+            return
+        self._out += wire.simple(wire.SASL_SUCCESS)
+        self._external_offered, self._external_done = False, True
+        self.peer_domain = claimed
+        self.authorized.add((claimed, self.local_domain))
+        self.mechanisms[(claimed, self.local_domain)] = "EXTERNAL"
+        self._events.append(Authorized(claimed, self.local_domain, "EXTERNAL"))
+        carry = self._parser.trailing_bytes()  # nothing, unless the peer did not wait
+        self._restart(carry)
 
     def _db_result(self, element: Element) -> None:
         """Rule 3."""

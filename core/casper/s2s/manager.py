@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import ssl
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
@@ -28,6 +27,7 @@ import trio
 from casper.errors import StanzaError
 from casper.jid import JID
 from casper.stanza import Stanza
+from casper.tls import TLSConfigError
 
 from . import wire
 from .connections import (
@@ -38,6 +38,7 @@ from .connections import (
     run_outbound,
 )
 from .resolve import NoService, Resolver, open_connection
+from .trust import S2STLS
 
 if TYPE_CHECKING:
     from casper.config import Config
@@ -73,6 +74,7 @@ class Route:
         self._wire: _Wire | None = None
         self.closing = False
         self.ready = False
+        self.mechanism: str | None = None  # how the current stream authenticated
         self.in_flight: Stanza | None = None
         self.last_activity = trio.current_time()
 
@@ -150,7 +152,7 @@ class Route:
 class S2SManager:
     """Federation for one server; ``server.s2s``. Inert unless ``[s2s] enabled``."""
 
-    def __init__(self, server: Server, *, client_context: ssl.SSLContext | None = None,
+    def __init__(self, server: Server, *, tls: S2STLS | None = None,
                  nameservers: Sequence[tuple[str, int]] | None = None) -> None:  # fmt: skip
         self._server = server
         self.config: Config = server.config
@@ -158,9 +160,8 @@ class S2SManager:
         secret = self.config.s2s_dialback_secret
         self._secret = secret.encode() if secret else secrets.token_bytes(32)
         self.resolver = Resolver(self.config.s2s_routes, nameservers)
-        self.client_context = client_context or _client_context(self.config)
-        # SASL EXTERNAL only with a certificate the peer might verify (not a generated one)
-        self.try_external = client_context is not None or self.config.cert_file is not None
+        # certificate and trust anchors, both directions; loaded by serve() unless given
+        self.tls: S2STLS | None = tls
         self._routes: dict[tuple[str, str], Route] = {}
         self._inbound: set[InboundStream] = set()
         self._nursery: trio.Nursery | None = None
@@ -174,10 +175,6 @@ class S2SManager:
     @property
     def domain(self) -> str:
         return self._server.domain
-
-    @property
-    def server_context(self) -> ssl.SSLContext | None:
-        return self._server.ssl_context
 
     def hosted(self, domain: str) -> bool:
         """Whether ``domain`` is served here (the main domain or a component's)."""
@@ -326,20 +323,30 @@ class S2SManager:
         self._inbound.discard(neg)
 
     def statistics(self) -> dict[str, object]:
-        """Routes and incoming streams, for tests and health checks."""
+        """Routes and incoming streams, for tests and health checks; ``mechanisms`` says
+        how each authenticated (``"in a->b"``/``"out a->b"`` -> EXTERNAL or dialback)."""
+        ready = [r for r in self._routes.values() if r.ready]
+        mechanisms = {f"out {r.local}->{r.remote}": r.mechanism or "?" for r in ready}
+        for neg in self._inbound:
+            mechanisms.update((f"in {o}->{r}", m) for (o, r), m in neg.mechanisms.items())
         return {
-            "outgoing": sorted(f"{r.local}->{r.remote}" for r in self._routes.values() if r.ready),
+            "outgoing": sorted(f"{r.local}->{r.remote}" for r in ready),
             "connecting": sorted(
                 f"{r.local}->{r.remote}" for r in self._routes.values() if not r.ready
             ),
             "incoming": sorted(f"{o}->{r}" for n in self._inbound for (o, r) in n.authorized),
+            "mechanisms": dict(sorted(mechanisms.items())),
         }
 
     # ------------------------------------------------------------------ serving
 
     async def serve(self, listeners: Sequence[trio.SocketListener] | None = None, *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
-        """Accept incoming server connections and run outgoing routes until cancelled."""
+        """Accept incoming server connections and run outgoing routes until cancelled.
+
+        :raises casper.tls.TLSConfigError: the certificate or ``[s2s] ca_file`` is unusable.
+        """
+        self.tls = self.tls or S2STLS.from_config(self.config)
         if listeners is None:
             listeners = await trio.open_tcp_listeners(self.config.s2s_port, host=self.config.host)
         async with trio.open_nursery() as nursery:
@@ -358,17 +365,20 @@ class S2SManager:
             finally:
                 self._nursery = None
 
+    def reload_tls(self) -> bool:
+        """Load the certificate, its key and ``[s2s] ca_file`` again; new streams use them.
+
+        Error handling: files that cannot be loaded are logged and the old ones stay.
+        :return: whether the new material is in use (``False`` when not serving).
+        """
+        if self.tls is None:
+            return False
+        try:
+            self.tls = S2STLS.from_config(self.config)
+        except TLSConfigError as exc:
+            log.error("s2s TLS not reloaded, keeping the old certificate: %s", exc)
+            return False
+        return True
+
     async def _handle(self, stream: trio.abc.Stream) -> None:
         await handle_inbound(self, stream)
-
-
-def _client_context(config: Config) -> ssl.SSLContext:
-    """TLS for outgoing streams. The peer is authenticated by dialback, so its certificate
-    is not required to verify; ours is presented when configured, for SASL EXTERNAL."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if config.cert_file is not None and config.key_file is not None:
-        context.load_cert_chain(config.cert_file, config.key_file)
-    return context

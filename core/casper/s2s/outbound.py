@@ -8,9 +8,11 @@ no I/O, no trio. The stream is opened from ``local`` to ``remote``. Rules:
 2. Features before TLS: ``<starttls/>`` is taken whenever offered (:class:`StartTLS`, then
    ``tls_started()`` restarts the stream). A peer that offers no TLS while TLS is required
    is left with ``policy-violation``.
-3. Authentication, once TLS is settled: SASL EXTERNAL if the peer offers it and
-   ``try_external`` (our certificate may verify there); success restarts the stream, failure
-   falls back to dialback. Dialback: ``<db:result>`` with ``dialback_key(stream_id)``;
+3. Authentication, once TLS is settled: SASL EXTERNAL if the peer offers it,
+   ``try_external`` (our certificate may verify there) and the peer's own certificate
+   (``tls_started(peer_certificate)``) verified and covers ``remote``; success restarts the
+   stream, failure falls back to dialback, and so does a peer whose certificate does not
+   verify (the handshake never fails for that). Dialback: ``<db:result>`` with ``dialback_key(stream_id)``;
    ``type='valid'`` gives :class:`Authenticated`, anything else ``not-authorized``.
 4. ``request_verify()`` asks the peer, as authoritative server, whether a key some other
    stream presented is its own (XEP-0220 §2.3). Requests wait until TLS is settled, are
@@ -33,6 +35,7 @@ from casper.xml import NEED_DATA, STREAM_CLOSE, NeedData, XMLStreamParser, seria
 from casper.xml.events import StanzaReceived, StreamClosed, StreamOpened
 
 from . import wire
+from .certs import PeerCertificate
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class OutboundStream:
         self._external_failed = False
         self._awaiting_tls = False
         self.mechanism: str | None = None
+        self.peer_certificate: PeerCertificate | None = None
         self.closed: Closed | None = None
 
     @property
@@ -129,10 +133,12 @@ class OutboundStream:
     def receive_eof(self) -> None:
         self._eof = True
 
-    def tls_started(self) -> None:
+    def tls_started(self, peer_certificate: PeerCertificate | None = None) -> None:
+        """TLS is up; ``peer_certificate`` is what the peer presented (rule 3)."""
         if self._state is not State.TLS_PENDING:
             raise LocalProtocolError(f"tls_started() in state {self._state.value!r}")
         self.secure = True
+        self.peer_certificate = peer_certificate
         self._awaiting_tls = False
         self._inbox.clear()
         self._parser = XMLStreamParser(**self._limits)
@@ -277,13 +283,21 @@ class OutboundStream:
         self._verifies.clear()
         mechanisms = features.find(wire.SASL_MECHANISMS)
         names = [] if mechanisms is None else [(m.text or "").strip() for m in mechanisms]
-        if self._try_external and self.secure and "EXTERNAL" in names:
+        if "EXTERNAL" in names and self.external_possible:
             auth = Element(wire.SASL_AUTH, mechanism="EXTERNAL")
             auth.text = base64.b64encode(self.local.encode()).decode()
             self._out += serialize(auth, wire.SERVER_NS)
             self._state = State.SASL
             return
         self._dialback()
+
+    @property
+    def external_possible(self) -> bool:
+        """Rule 3, but for the peer's offer: our certificate may verify there, and theirs
+        verified here for ``remote``."""
+        cert = self.peer_certificate
+        return self._try_external and self.secure and not self._external_failed \
+            and cert is not None and cert.authenticates(self.remote)  # fmt: skip
 
     def _dialback(self) -> None:
         key = self._key(self.stream_id)

@@ -106,6 +106,20 @@ def dialback_feature() -> Element:
     return Element(f"{{{DIALBACK_FEATURE_NS}}}dialback")
 
 
+def mechanisms_feature(*names: str) -> Element:
+    element = Element(SASL_MECHANISMS)
+    for name in names:
+        SubElement(element, f"{{{SASL_NS}}}mechanism").text = name
+    return element
+
+
+def sasl_failure(condition: str) -> bytes:
+    """``<failure><condition/></failure>`` in the SASL namespace (RFC 6120 §6.5)."""
+    element = Element(SASL_FAILURE)
+    SubElement(element, f"{{{SASL_NS}}}{condition}")
+    return serialize(element, SERVER_NS)
+
+
 def simple(tag: str) -> bytes:
     return serialize(Element(tag), SERVER_NS)
 
