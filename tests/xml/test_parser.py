@@ -541,3 +541,15 @@ def test_sans_io_module_does_not_import_trio(name: str) -> None:
         else:
             continue
         assert not any(m == "trio" or m.startswith("trio.") for m in modules), (name, modules)
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+def test_text_longer_than_the_character_buffer_arrives_whole(split) -> None:
+    from casper.xml.parser import TEXT_BUFFER
+
+    body = ("é" * TEXT_BUFFER + "x" * (3 * TEXT_BUFFER + 7)).encode()
+    events = parse(HEADER + b"<message><body>" + body + b"</body></message>", split)
+    assert events == [
+        OPENED,
+        stanza(C + "message", None, None, el(C + "body", None, body.decode())),
+    ]

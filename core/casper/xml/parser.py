@@ -38,6 +38,7 @@ from casper.xml.events import NEED_DATA, Event, NeedData, StanzaReceived, Stream
 STREAM_NS = "http://etherx.jabber.org/streams"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 
+TEXT_BUFFER = 1024  # expat's character-data buffer, per connection (its default is 8 KiB)
 _SEP = "}"  # expat reports "uri}local"; prefixing "{" gives Clark notation
 _ROOT = STREAM_NS + _SEP + "stream"
 _WS = b" \t\r\n"
@@ -195,6 +196,7 @@ class XMLStreamParser:
     def _make_expat(self) -> expat.XMLParserType:
         parser = expat.ParserCreate(encoding="UTF-8", namespace_separator=_SEP)
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        parser.buffer_size = TEXT_BUFFER  # set before buffer_text allocates it
         parser.buffer_text = True
         parser.XmlDeclHandler = self._on_xml_decl
         parser.StartNamespaceDeclHandler = self._on_namespace
