@@ -86,8 +86,9 @@ changes to its own clients. With ``blocking`` alone, the strategy enforces the d
 lists without the ``jabber:iq:privacy`` protocol (registered as ``privacy-lists.protocol``
 by this plugin only); the settings above apply to it too.
 
-Modules: :mod:`.model` (sans-IO lists and matching), :mod:`.store` (persistence and
-caches), :mod:`.protocol` (the IQ handlers), :mod:`.strategy` (the hooks).
+Modules: :mod:`.model` (sans-IO lists and matching), :mod:`.compiled` (a list indexed for
+matching, so a decision costs the same at 1 or 1,000 items), :mod:`.store` (persistence
+and caches), :mod:`.protocol` (the IQ handlers), :mod:`.strategy` (the hooks).
 """
 
 from __future__ import annotations

@@ -26,18 +26,19 @@ Matching (XEP-0016 §2.1, §2.2):
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Final, Literal, TypeAlias
+from typing import Literal
 from xml.etree.ElementTree import Element, SubElement
 
 from casper.errors import StanzaError
 from casper.jid import JID, InvalidJID
 from casper.storage.base import RosterItem
+
+from .compiled import UNKNOWN, CompiledList, RosterLookup
 
 PRIVACY_NS = "jabber:iq:privacy"
 MESSAGE = "message"
@@ -55,17 +56,6 @@ MAX_NAME = 1023
 _DIGITS = re.compile(r"[0-9]{1,10}")
 
 Action = Literal["allow", "deny"]
-
-
-class _Unknown:
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-
-UNKNOWN: Final = _Unknown()
-"""The contact's roster item could not be looked up (roster not loaded)."""
-
-RosterLookup: TypeAlias = "RosterItem | None | _Unknown"
 
 
 def _tag(name: str) -> str:
@@ -157,6 +147,11 @@ class PrivacyList:
         """Whether an item denies ``<presence-out/>`` by name: an invisibility list
         (XEP-0126), as opposed to blocking all communication (an item without children)."""
         return any(item.action == "deny" and PRESENCE_OUT in item.kinds for item in self.items)
+
+    @cached_property
+    def compiled(self) -> CompiledList:
+        """The items indexed for matching, built on first use (the list is immutable)."""
+        return CompiledList(self.items, KINDS)
 
     @cached_property
     def groups(self) -> frozenset[str]:
@@ -260,49 +255,13 @@ def _load_item(row: Mapping[str, object]) -> PrivacyItem:
 # ------------------------------------------------------------------ matching
 
 
-def jid_matches(pattern: JID, contact: JID) -> bool:
-    """The four XEP-0016 JID forms (both JIDs already prepared)."""
-    if pattern.local is not None:
-        if pattern.resource is not None:
-            return contact == pattern  # user@domain/resource: only that resource
-        return contact.bare == pattern  # user@domain: any resource
-    if pattern.resource is not None:
-        return contact == pattern  # domain/resource: only that resource
-    if contact.domain == pattern.domain:  # domain: the domain and anything at it
-        return True
-    if _is_ip(pattern.domain) or _is_ip(contact.domain):
-        return False  # IP literals have no subdomains
-    return contact.domain.endswith("." + pattern.domain)
-
-
-def _is_ip(domain: str) -> bool:
-    if domain.startswith("["):
-        return True
-    try:
-        ipaddress.IPv4Address(domain)
-    except ValueError:
-        return False
-    return True
-
-
-def _item_matches(item: PrivacyItem, contact: JID, roster_item: RosterLookup) -> bool | _Unknown:
-    if item.type is None:
-        return True
-    if item.type == "jid":
-        assert item.jid is not None
-        return jid_matches(item.jid, contact)
-    if isinstance(roster_item, _Unknown):
-        return UNKNOWN
-    if item.type == "group":
-        return roster_item is not None and item.value in roster_item.groups
-    subscription = "none" if roster_item is None else roster_item.subscription
-    return subscription == item.value
-
-
 def match(
     plist: PrivacyList, contact: JID, kind: str, roster_item: RosterLookup = None
 ) -> PrivacyItem | None:
     """The item that decides for ``contact`` and ``kind``, or ``None`` (no match).
+
+    Evaluated on the list's compiled form (:mod:`.compiled`): a few dict lookups,
+    whatever the list's length.
 
     :param plist: the list in force.
     :param contact: the other party (sender inbound, recipient outbound), prepared.
@@ -310,17 +269,7 @@ def match(
     :param roster_item: the contact's item in the user's roster, ``None`` if not in it,
         :data:`UNKNOWN` if the roster is not available (restrictive answer).
     """
-    for item in plist.items:
-        if not item.covers(kind):
-            continue
-        matched = _item_matches(item, contact, roster_item)
-        if isinstance(matched, _Unknown):
-            if item.action == "deny":
-                return item
-            continue
-        if matched:
-            return item
-    return None
+    return plist.compiled.match(contact, kind, roster_item)
 
 
 def decide(

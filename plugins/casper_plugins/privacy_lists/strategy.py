@@ -179,9 +179,12 @@ class PrivacyLists:
         plist = self.governing(session, account)
         if plist is None:
             return None
-        if plist.roster_dependent and not self._server.router.sessions_of(account):
-            self._request_refresh(account)  # an offline snapshot: refresh it for next time
-        item = match(plist, peer, kind, lookup(self.store.roster(account), peer))
+        roster_item = None  # only group and subscription items read it
+        if plist.roster_dependent:
+            if not self._server.router.sessions_of(account):
+                self._request_refresh(account)  # an offline snapshot: refresh it for next time
+            roster_item = lookup(self.store.roster(account), peer)
+        item = match(plist, peer, kind, roster_item)
         return item if item is not None and item.action == "deny" else None
 
     # ------------------------------------------------------------------ hooks: filters

@@ -21,13 +21,14 @@ from casper_plugins.privacy_lists.model import (
     PrivacyList,
     decide,
     dump_list,
-    jid_matches,
     list_element,
     load_list,
     lookup,
     match,
     parse_list,
 )
+
+from tests.plugins.privacy_lists.linear_reference import jid_matches
 
 NS = "jabber:iq:privacy"
 
