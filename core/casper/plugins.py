@@ -110,59 +110,76 @@ def _walk(tb: TracebackType | None) -> Iterable[tuple[Any, int]]:
         tb = tb.tb_next
 
 
+def _fail_closed(hook: str) -> Any:
+    """The safe answer of a privacy hook whose implementation crashed."""
+    if hook == "casper_filter_outgoing":
+        return Bounce("internal-server-error", text="a server plugin failed")
+    if hook == "casper_filter_incoming":
+        return Drop("filter-error")
+    return [True]  # casper_presence_blocked, casper_hidden_from: hide
+
+
+def _log_crash(pm: pluggy.PluginManager, hook: str, exc: Exception, kwargs: dict[str, Any]) -> None:
+    stanza = kwargs.get("stanza")
+    log.error(
+        "plugin %r crashed in %s (stanza id %s); failing closed",
+        culprit(pm, hook, exc), hook, getattr(stanza, "id", None), exc_info=exc,
+    )  # fmt: skip
+
+
 class FailClosedGuard:
     """Wrappers that turn a crashing privacy hook into the safe answer."""
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._pm = pm
 
-    def _fail(self, hook: str, exc: Exception, stanza_id: str | None) -> None:
-        log.error(
-            "plugin %r crashed in %s (stanza id %s); failing closed",
-            culprit(self._pm, hook, exc), hook, stanza_id, exc_info=exc,
-        )  # fmt: skip
+    def _guard(self, hook: str, kwargs: dict[str, Any]) -> Any:
+        try:
+            return (yield)
+        except Exception as exc:  # noqa: BLE001 - logged; the safe answer follows
+            _log_crash(self._pm, hook, exc, kwargs)
+            return _fail_closed(hook)
 
     @hookimpl(wrapper=True, tryfirst=True)
     def casper_filter_outgoing(self, stanza):  # type: ignore[no-untyped-def]
-        try:
-            return (yield)
-        except Exception as exc:  # noqa: BLE001 - logged by _fail; the safe answer follows
-            self._fail("casper_filter_outgoing", exc, stanza.id)
-            return Bounce("internal-server-error", text="a server plugin failed")
+        return (yield from self._guard("casper_filter_outgoing", {"stanza": stanza}))
 
     @hookimpl(wrapper=True, tryfirst=True)
     def casper_filter_incoming(self, stanza):  # type: ignore[no-untyped-def]
-        try:
-            return (yield)
-        except Exception as exc:  # noqa: BLE001 - logged by _fail; the safe answer follows
-            self._fail("casper_filter_incoming", exc, stanza.id)
-            return Drop("filter-error")
+        return (yield from self._guard("casper_filter_incoming", {"stanza": stanza}))
 
     @hookimpl(wrapper=True, tryfirst=True)
     def casper_presence_blocked(self, session):  # type: ignore[no-untyped-def]
-        try:
-            return (yield)
-        except Exception as exc:  # noqa: BLE001 - logged by _fail; the safe answer follows
-            self._fail("casper_presence_blocked", exc, None)
-            return [True]
+        return (yield from self._guard("casper_presence_blocked", {}))
 
     @hookimpl(wrapper=True, tryfirst=True)
     def casper_hidden_from(self, session):  # type: ignore[no-untyped-def]
-        try:
-            return (yield)
-        except Exception as exc:  # noqa: BLE001 - logged by _fail; the safe answer follows
-            self._fail("casper_hidden_from", exc, None)
-            return [True]
+        return (yield from self._guard("casper_hidden_from", {}))
 
 
 def call_guarded(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
-    """Call a privacy hook (wrapped by the guard); with only wrappers registered, answer
-    what pluggy would (``None`` for firstresult hooks, ``[]`` otherwise) without its call
-    machinery: these hooks run for every stanza and every presence recipient."""
+    """Call a privacy hook as pluggy would under :class:`FailClosedGuard`, without pluggy's
+    call machinery (these hooks run for every stanza and every presence recipient):
+    implementations in pluggy's order, the first answer of a firstresult hook, and on a
+    crash the guard's safe answer. With any wrapper besides the guard, pluggy runs them."""
     caller = getattr(pm.hook, hook_name)
-    if all(impl.wrapper or impl.hookwrapper for impl in caller.get_hookimpls()):
-        return None if caller.spec is not None and caller.spec.opts.get("firstresult") else []
-    return caller(**kwargs)
+    impls = caller.get_hookimpls()
+    plain = [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
+    if len(impls) - len(plain) > 1:
+        return caller(**kwargs)
+    firstresult = caller.spec is not None and caller.spec.opts.get("firstresult")
+    results = []
+    try:
+        for impl in reversed(plain):
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if result is not None:
+                if firstresult:
+                    return result
+                results.append(result)
+    except Exception as exc:  # noqa: BLE001 - logged; the safe answer follows
+        _log_crash(pm, hook_name, exc, kwargs)
+        return _fail_closed(hook_name)
+    return None if firstresult else results
 
 
 def call_safely(pm: pluggy.PluginManager, hook_name: str, default: Any, **kwargs: Any) -> Any:

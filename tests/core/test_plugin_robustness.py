@@ -23,7 +23,7 @@ from casper.server import Server
 from casper.session import Session
 from casper.stanza import Stanza, qname
 from casper.testing import open_test_server
-from casper.verdicts import Verdict
+from casper.verdicts import Bounce, Drop, Verdict
 
 from tests.helpers import (
     befriend,
@@ -381,12 +381,73 @@ def test_unknown_plugin_name_is_a_config_error_naming_the_installed_ones() -> No
     assert all(name in text for name in installed_plugins())
 
 
-@pytest.mark.parametrize(
-    "hook", ["casper_filter_incoming", "casper_filter_outgoing", "casper_presence_blocked",
-             "casper_hidden_from"],
-)  # fmt: skip
-def test_guarded_hook_without_implementations_answers_as_pluggy_would(hook: str) -> None:
+GUARDED = ["casper_filter_incoming", "casper_filter_outgoing", "casper_presence_blocked",
+           "casper_hidden_from"]  # fmt: skip
+
+
+def _guarded_manager(*plugins: object):
     pm = make_plugin_manager(Config(domain="localhost", default_plugins=False))
+    for number, plugin in enumerate(plugins):
+        pm.register(plugin, f"p{number}")
+    return pm
+
+
+def _call_both(pm, hook: str) -> tuple[object, object]:
+    """``call_guarded`` and pluggy itself, on the same arguments."""
     caller = getattr(pm.hook, hook)
-    kwargs = {name: object() for name in caller.spec.argnames}
-    assert call_guarded(pm, hook, **kwargs) == caller(**kwargs)
+    kwargs = {name: Stanza.from_element(Element("{jabber:client}message", id="x"))
+              for name in caller.spec.argnames}  # fmt: skip
+    return call_guarded(pm, hook, **kwargs), caller(**kwargs)
+
+
+class Answers:
+    """Implements every guarded hook, answering ``answer`` (tryfirst/trylast as asked)."""
+
+    def __init__(self, answer: object, order: str = "") -> None:
+        marker = hookimpl(tryfirst=order == "first", trylast=order == "last")
+        for hook in GUARDED:
+            setattr(self, hook, marker(lambda answer=answer, **_: answer))
+
+
+class Crashes:
+    def __init__(self) -> None:
+        for hook in GUARDED:
+            setattr(self, hook, hookimpl(lambda **_: 1 / 0))
+
+
+class ExtraWrapper:
+    def __init__(self) -> None:
+        for hook in GUARDED:
+            setattr(self, hook, hookimpl(wrapper=True)(self._wrap))
+
+    @staticmethod
+    def _wrap(**_):  # type: ignore[no-untyped-def]
+        return (yield)
+
+
+@pytest.mark.parametrize("hook", GUARDED)
+@pytest.mark.parametrize(
+    "plugins",
+    [
+        pytest.param((), id="none"),
+        pytest.param((Answers(None),), id="no-answer"),
+        pytest.param((Answers(None), Answers(True, "last"), Answers(False, "first")), id="order"),
+        pytest.param((Answers(True), Answers(False)), id="registration-order"),
+    ],
+)
+def test_guarded_hook_answers_exactly_as_pluggy_would(hook: str, plugins: tuple) -> None:
+    fast, pluggy_answer = _call_both(_guarded_manager(*plugins), hook)
+    assert fast == pluggy_answer
+
+
+@pytest.mark.parametrize("hook", GUARDED)
+@pytest.mark.parametrize("extra", [(), (ExtraWrapper(),)], ids=["guard-only", "extra-wrapper"])
+def test_guarded_hook_that_crashes_fails_closed_either_way(
+    hook: str, extra: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="casper")
+    fast, pluggy_answer = _call_both(_guarded_manager(Answers(None), Crashes(), *extra), hook)
+    assert repr(fast) == repr(pluggy_answer)
+    safe = {"casper_filter_incoming": Drop, "casper_filter_outgoing": Bounce}.get(hook)
+    assert isinstance(fast, safe) if safe else fast == [True]
+    assert len(crash_logs(caplog, hook)) == 2
