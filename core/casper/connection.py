@@ -26,6 +26,7 @@ import logging
 import math
 import secrets
 import ssl
+from functools import partial
 from typing import TYPE_CHECKING, TypeGuard
 from xml.etree.ElementTree import Element
 
@@ -223,13 +224,13 @@ class Connection:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_loop, receive, session)
                 with trio.CancelScope() as reader_scope:
-                    nursery.start_soon(self._watch_stop, session, reader_scope)
+                    session.on_stop(partial(self._stop_reader, session, reader_scope))
                     await self._read_loop(session)
                 if self._detaching(session):
                     nursery.cancel_scope.cancel()  # what was not acknowledged is kept
                 else:
                     await self._end(session, send, receive)
-                    session.close()  # stops the watcher; the writer ends once drained
+                    session.close()  # the writer ends once drained
                     nursery.cancel_scope.deadline = trio.current_time() + FLUSH_SECONDS
         finally:
             with trio.CancelScope(shield=True):
@@ -308,11 +309,10 @@ class Connection:
             and (session.transport_lost or session.taken_over)
         )
 
-    async def _watch_stop(self, session: Session, reader_scope: trio.CancelScope) -> None:
+    def _stop_reader(self, session: Session, reader_scope: trio.CancelScope) -> None:
         """Stop the reader when the session must stop; after a failed write, first give it
         a moment to read what the peer sent before going (its ``</stream:stream>`` says the
         session ends rather than waits for resumption)."""
-        await session.wait_stop_requested()
         if session.transport_lost and not session.taken_over and session.closing is None:
             reader_scope.deadline = min(reader_scope.deadline, trio.current_time() + READ_GRACE)
         else:

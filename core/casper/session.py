@@ -12,6 +12,7 @@ written is kept, and handed to the offline-equivalent path when the session ends
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -114,7 +115,8 @@ class Session:
         self.discard_queued = False
         self._channel = outbox
         self._closed = trio.Event()  # close() was called: for the session's whole life
-        self._stop = trio.Event()  # the attached connection is asked to stop
+        self.stop_requested = False  # the attached connection is asked to stop
+        self._on_stop: Callable[[], None] | None = None  # how that connection stops
         self._released = trio.Event()  # the attached connection let go of the session
         self._ended = trio.Event()  # its end has been carried out
         self._plugin_state: dict[str, Any] = {}
@@ -187,35 +189,34 @@ class Session:
         if self.closing is None:
             self.closing = error or StreamError("reset")
             self._closed.set()
-            self._stop.set()
+            self._request_stop()
 
     def transport_gone(self) -> None:
         """The attached connection's transport broke: stop writing, keep what comes."""
         self.transport_lost = True
         self._channel = None
-        self._stop.set()
+        self._request_stop()
 
     def take_over(self) -> None:
         """Ask the attached connection to let go: a new one resumes the session."""
         self.taken_over = True
-        self._stop.set()
+        self._request_stop()
 
     def attach(self, outbox: trio.MemorySendChannel[Outgoing]) -> None:
         """A (new) connection writes for the session from now on."""
         self._channel = outbox
         self.transport_lost = self.taken_over = False
-        self._stop, self._released = trio.Event(), trio.Event()
-        if self.closing is not None:
-            self._stop.set()
+        self._released = trio.Event()
+        self.stop_requested, self._on_stop = self.closing is not None, None
 
     def release(self) -> None:
         """The attached connection let go: nothing more is written for it."""
-        self._channel = None
+        self._channel = self._on_stop = None
         self._released.set()
 
     def mark_ended(self) -> None:
         """Its end has been carried out (:func:`casper.resumption.end_session`)."""
-        self._channel = None
+        self._channel = self._on_stop = None
         self._released.set()
         self._ended.set()
 
@@ -223,9 +224,17 @@ class Session:
         """Return once the session's end has been carried out."""
         await self._ended.wait()
 
-    async def wait_stop_requested(self) -> None:
-        """Return once the attached connection should stop (close, break, take-over)."""
-        await self._stop.wait()
+    def on_stop(self, stop: Callable[[], None]) -> None:
+        """How the attached connection stops when it must (close, break, take-over):
+        called at once if that was already asked, else when it is."""
+        self._on_stop = stop
+        if self.stop_requested:
+            stop()
+
+    def _request_stop(self) -> None:
+        self.stop_requested = True
+        if self._on_stop is not None:
+            self._on_stop()
 
     async def wait_closed(self) -> None:
         """Return once :meth:`close` has been called."""
