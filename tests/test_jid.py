@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import gc
 import importlib.util
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -231,6 +233,33 @@ def test_parse_is_cached_for_short_inputs() -> None:
     assert JID.parse("cached@example.com/r") is JID.parse("cached@example.com/r")
     long_text = "l" * 300 + "@example.com"
     assert JID.parse(long_text) == JID.parse(long_text)
+
+
+def test_parse_cache_is_bounded_in_entries_and_memory() -> None:
+    """Every login with a new resource adds an entry, so the cap is what a long-running
+    server pays: at most a few MiB, even if every entry is as long as a cached input can be."""
+    from casper.jid import _CACHE_MAX_CHARS, _CACHE_SIZE, _parse_cached
+
+    def longest(i: int) -> str:
+        head = f"{i}-{'l' * 80}@{'d' * 60}.example/"
+        return head + "r" * (_CACHE_MAX_CHARS - len(head))
+
+    _parse_cached.cache_clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(2 * _CACHE_SIZE):
+            jid = JID.parse(longest(i))
+            str(jid), hash(jid), jid.bare  # fill the memos, as routing does
+        gc.collect()
+        at_cap = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        _parse_cached.cache_clear()
+    assert len(longest(0)) == _CACHE_MAX_CHARS
+    assert _CACHE_SIZE >= 1024  # still a cache for the hot addresses
+    assert at_cap < 8 * 2**20, f"a full JID parse cache holds {at_cap / 2**20:.1f} MiB"
 
 
 def test_parse_rejects_non_strings() -> None:

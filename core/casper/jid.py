@@ -28,7 +28,12 @@ from dataclasses import dataclass, field
 __all__ = ["JID", "InvalidJID", "prep_domain", "prep_localpart", "prep_resource"]
 
 MAX_PART_BYTES = 1023
-_CACHE_SIZE = 65536
+# The parse cache holds the hot addresses (contacts, bound sessions) and evicts the rest: a
+# cached parse takes about 0.2 µs, a fresh one 3 to 5 µs. An entry costs about 600 bytes for
+# a typical full JID (with its memoized string and bare JID), about 1.3 KiB for the longest
+# cached input, so the full cache holds 2.5 to 5 MiB. Every new resource is a new entry, so a
+# busy server fills it (65,536 entries cost 37 MiB and took an hour of soak to fill).
+_CACHE_SIZE = 4096
 # Inputs longer than this are parsed without caching, which bounds the cache's memory use.
 _CACHE_MAX_CHARS = 256
 _MAX_LABEL_BYTES = 63

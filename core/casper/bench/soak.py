@@ -20,8 +20,8 @@ Every ``--sample`` seconds one line shows the server's RSS and open file descrip
 ``/proc/PID``), its threads, the sessions it has bound (``/health``) and the client side's
 counters. At the end every client disconnects and, once the server reports no session, a
 final sample is taken. The summary compares memory after warm-up with memory at the end of
-the load (growth and slope) and the file descriptors before any client with those after the
-last one left: a leak shows as memory that keeps climbing (look at the second half: Python
+the load (growth, slope per minute and per login) and the file descriptors before any
+client with those after the last one left: a leak shows as memory that keeps climbing (look at the second half: Python
 and SQLite keep what they once allocated, so memory grows while caches warm up) or fds that
 do not come back.
 
@@ -341,15 +341,23 @@ async def _take(pid: int, http_port: int, start: float, counters: Counters) -> S
     )
 
 
-def _slope_mib_per_min(samples: list[Sample]) -> float:
-    """Least-squares slope of RSS over time."""
-    if len(samples) < 2:
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ``ys`` over ``xs`` (0 if undefined)."""
+    if len(xs) < 2:
         return 0.0
-    ts = [s.t for s in samples]
-    rs = [s.rss_kib / 1024 for s in samples]
-    mt, mr = sum(ts) / len(ts), sum(rs) / len(rs)
-    var = sum((t - mt) ** 2 for t in ts)
-    return 0.0 if var == 0 else 60 * sum((t - mt) * (r - mr) for t, r in zip(ts, rs)) / var
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return 0.0 if var == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var
+
+
+def _slope_mib_per_min(samples: list[Sample]) -> float:
+    """RSS growth over time."""
+    return 60 * _slope([s.t for s in samples], [s.rss_kib / 1024 for s in samples])
+
+
+def _kib_per_login(samples: list[Sample]) -> float:
+    """RSS growth per login: a leak costs memory per session, warm caches do not."""
+    return _slope([float(s.logins) for s in samples], [float(s.rss_kib) for s in samples])
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -423,6 +431,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             (end_load.rss_kib - (second_half or [end_load])[0].rss_kib) / 1024, 1
         ),
         "rss_slope_second_half_mib_per_min": round(_slope_mib_per_min(second_half), 2),
+        "logins_second_half": end_load.logins - (second_half or [end_load])[0].logins,
+        "rss_per_login_second_half_kib": round(_kib_per_login(second_half), 3),
         "fds_baseline": baseline.fds,
         "fds_peak": max(s.fds for s in samples),
         "fds_after_clients_gone": final.fds,
@@ -455,7 +465,9 @@ def _print_summary(summary: dict[str, object]) -> None:
         f"{summary['rss_growth_after_warmup_mib']:+} MiB, slope "
         f"{summary['rss_slope_after_warmup_mib_per_min']:+} MiB/min; second half "
         f"{summary['rss_growth_second_half_mib']:+} MiB, slope "
-        f"{summary['rss_slope_second_half_mib_per_min']:+} MiB/min"
+        f"{summary['rss_slope_second_half_mib_per_min']:+} MiB/min, "
+        f"{summary['rss_per_login_second_half_kib']:+} KiB per login "
+        f"({summary['logins_second_half']} logins)"
     )
     print(
         f"file descriptors: baseline {summary['fds_baseline']}, peak {summary['fds_peak']}, "
