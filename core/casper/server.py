@@ -20,6 +20,7 @@ import pluggy
 import trio
 
 from .config import Config
+from .heap import trim_periodically
 from .iq import IqHandler, IqTable
 from .jid import JID
 from .lastseen import LastSeen
@@ -276,6 +277,7 @@ async def serve(
         async with trio.open_nursery() as nursery:
             server.nursery = nursery
             await nursery.start(server.resumable.serve)  # before any session can detach
+            await nursery.start(trim_periodically)
             pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))
             for spec in listeners:
                 await nursery.start(serve_c2s, server, spec.listener, spec.direct_tls)
