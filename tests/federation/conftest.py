@@ -41,8 +41,10 @@ import trustme
 from casper.testing import TestClient, TestServer
 from casper.testing.client import closing
 
+from tests.core.conftest import message_with_id, send_message
 from tests.federation.fakedns import FakeDNS, fake_dns
 from tests.s2s.conftest import open_server
+from tests.s2s.scenarios import TIMEOUT
 
 HERE = Path(__file__).parent
 CASPER = "casper.test"
@@ -382,3 +384,30 @@ async def _register(client: TestClient, local: str, password: str) -> None:
     )
     reply = await client.expect(lambda e: e.get("id") == "reg1", timeout=10)
     assert reply.get("type") == "result", reply.attrib
+
+
+async def chat_both_ways(casper: TestServer, remote: RemoteServer, local: str) -> dict[str, str]:
+    """Casper's romeo and the remote ``local`` exchange a message each way; return how each
+    s2s stream authenticated (``S2SManager.statistics()["mechanisms"]``)."""
+    remote.add_user(local)
+    async with casper.client("romeo") as romeo, remote_client(remote, local) as peer:
+        msg = await send_message(romeo, f"{local}@{remote.domain}/r")
+        await peer.expect(message_with_id(msg), timeout=TIMEOUT)
+        reply = await send_message(peer, romeo.jid)
+        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
+        return casper.server.s2s.statistics()["mechanisms"]
+
+
+def both_ways(remote: RemoteServer, mechanism: str) -> dict[str, str]:
+    """The mechanisms of ``chat_both_ways`` when both streams used ``mechanism``."""
+    return {f"in {remote.domain}->{CASPER}": mechanism, f"out {CASPER}->{remote.domain}": mechanism}
+
+
+async def dialback_both_ways(remote: RemoteServer, ca: trustme.CA, port: int) -> None:
+    """Casper's certificate is self-signed and Casper trusts no CA of the tests: neither
+    side can authenticate the other's certificate, the TLS handshakes still succeed and
+    both streams authenticate with dialback (XEP-0220)."""
+    async with open_casper(ca, port, [remote], accounts=("romeo",), self_signed=True,
+                           s2s_ca_file=None) as casper:  # fmt: skip
+        mechanisms = await chat_both_ways(casper, remote, unique("dialback"))
+    assert mechanisms == both_ways(remote, "dialback"), remote.log_tail()

@@ -12,7 +12,16 @@ import trustme
 from casper.testing import BUILTIN_DRIVERS, InvisibilityDriver, TestServer
 
 from tests.core.conftest import message_with_id, send_message
-from tests.federation.conftest import RemoteServer, RemoteSide, open_casper, remote_client, unique
+from tests.federation.conftest import (
+    RemoteServer,
+    RemoteSide,
+    both_ways,
+    chat_both_ways,
+    dialback_both_ways,
+    open_casper,
+    remote_client,
+    unique,
+)
 from tests.s2s import scenarios
 
 pytestmark = pytest.mark.federation
@@ -67,43 +76,13 @@ async def test_sasl_external_both_ways_with_certificates_from_a_shared_ca(
     """ejabberd trusts the tests' CA (``ca_file``) and Casper does too (``[s2s] ca_file``);
     both certificates come from it: each side authenticates with SASL EXTERNAL."""
     caplog.set_level(logging.INFO, "casper.s2s")
-    bob = unique("bob")
-    ejabberd.add_user(bob)
-    async with casper.client("romeo") as romeo, remote_client(ejabberd, bob) as remote:
-        msg = await send_message(romeo, f"{bob}@ejabberd.test/r")
-        await remote.expect(message_with_id(msg), timeout=TIMEOUT)
-        reply = await send_message(remote, romeo.jid)
-        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
-        mechanisms = casper.server.s2s.statistics()["mechanisms"]
-    assert mechanisms == {
-        "in ejabberd.test->casper.test": "EXTERNAL",
-        "out casper.test->ejabberd.test": "EXTERNAL",
-    }, ejabberd.log_tail()
-    assert "casper.test -> ejabberd.test authenticated (EXTERNAL; certificate verified)" \
+    mechanisms = await chat_both_ways(casper, ejabberd, unique("bob"))
+    assert mechanisms == both_ways(ejabberd, "EXTERNAL"), ejabberd.log_tail()
+    assert f"s2s in: {ejabberd.domain} -> casper.test authenticated (EXTERNAL; certificate verified)" \
         in caplog.text  # fmt: skip
 
 
 async def test_dialback_both_ways_when_certificates_do_not_verify(
     ejabberd: RemoteServer, ca: trustme.CA, casper_s2s_port: int
 ) -> None:
-    """Casper's certificate is self-signed and Casper trusts no CA of the tests: neither
-    side can authenticate the other's certificate, the TLS handshakes still succeed and
-    both streams authenticate with dialback (XEP-0220)."""
-    bob = unique("bob")
-    ejabberd.add_user(bob)
-    async with (
-        open_casper(
-            ca, casper_s2s_port, [ejabberd], accounts=("romeo",), self_signed=True, s2s_ca_file=None
-        ) as casper,
-        casper.client("romeo") as romeo,
-        remote_client(ejabberd, bob) as remote,
-    ):
-        msg = await send_message(romeo, f"{bob}@ejabberd.test/r")
-        await remote.expect(message_with_id(msg), timeout=TIMEOUT)
-        reply = await send_message(remote, romeo.jid)
-        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
-        mechanisms = casper.server.s2s.statistics()["mechanisms"]
-    assert mechanisms == {
-        "in ejabberd.test->casper.test": "dialback",
-        "out casper.test->ejabberd.test": "dialback",
-    }, ejabberd.log_tail()
+    await dialback_both_ways(ejabberd, ca, casper_s2s_port)

@@ -11,7 +11,16 @@ import trustme
 from casper.testing import BUILTIN_DRIVERS, InvisibilityDriver, TestServer
 
 from tests.core.conftest import message_with_id, send_message
-from tests.federation.conftest import RemoteServer, RemoteSide, open_casper, remote_client, unique
+from tests.federation.conftest import (
+    RemoteServer,
+    RemoteSide,
+    both_ways,
+    chat_both_ways,
+    dialback_both_ways,
+    open_casper,
+    remote_client,
+    unique,
+)
 from tests.s2s import scenarios
 
 pytestmark = pytest.mark.federation
@@ -49,19 +58,9 @@ async def test_sasl_external_both_ways_with_certificates_from_a_shared_ca(
     both certificates come from it: each side authenticates with SASL EXTERNAL (Prosody's
     mod_saslauth offers it when chain and identity are valid, and tries it when offered)."""
     caplog.set_level(logging.INFO, "casper.s2s")
-    alice = unique("alice")
-    prosody.add_user(alice)
-    async with casper.client("romeo") as romeo, remote_client(prosody, alice) as remote:
-        msg = await send_message(romeo, f"{alice}@prosody.test/r")
-        await remote.expect(message_with_id(msg), timeout=TIMEOUT)
-        reply = await send_message(remote, romeo.jid)
-        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
-        mechanisms = casper.server.s2s.statistics()["mechanisms"]
-    assert mechanisms == {
-        "in prosody.test->casper.test": "EXTERNAL",
-        "out casper.test->prosody.test": "EXTERNAL",
-    }, prosody.log_tail()
-    assert "s2s in: prosody.test -> casper.test authenticated (EXTERNAL; certificate verified)" \
+    mechanisms = await chat_both_ways(casper, prosody, unique("alice"))
+    assert mechanisms == both_ways(prosody, "EXTERNAL"), prosody.log_tail()
+    assert f"s2s in: {prosody.domain} -> casper.test authenticated (EXTERNAL; certificate verified)" \
         in caplog.text  # fmt: skip
 
 
@@ -95,24 +94,4 @@ async def test_room_join_and_leave_while_invisible(prosody: RemoteServer, ca: tr
 async def test_dialback_both_ways_when_certificates_do_not_verify(
     prosody: RemoteServer, ca: trustme.CA, casper_s2s_port: int
 ) -> None:
-    """Casper's certificate is self-signed and Casper trusts no CA of the tests: neither
-    side can authenticate the other's certificate, the TLS handshakes still succeed and
-    both streams authenticate with dialback (XEP-0220)."""
-    alice = unique("alice")
-    prosody.add_user(alice)
-    async with (
-        open_casper(
-            ca, casper_s2s_port, [prosody], accounts=("romeo",), self_signed=True, s2s_ca_file=None
-        ) as casper,
-        casper.client("romeo") as romeo,
-        remote_client(prosody, alice) as remote,
-    ):
-        msg = await send_message(romeo, f"{alice}@prosody.test/r")
-        await remote.expect(message_with_id(msg), timeout=TIMEOUT)
-        reply = await send_message(remote, romeo.jid)
-        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
-        mechanisms = casper.server.s2s.statistics()["mechanisms"]
-    assert mechanisms == {
-        "in prosody.test->casper.test": "dialback",
-        "out casper.test->prosody.test": "dialback",
-    }, prosody.log_tail()
+    await dialback_both_ways(prosody, ca, casper_s2s_port)
