@@ -26,6 +26,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -485,3 +486,13 @@ def run_async() -> Callable[[Coroutine[Any, Any, None]], None]:
         asyncio.run(bounded())
 
     return run
+
+
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """Read from a blocking socket (plain or TLS) until ``marker`` has arrived."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before {marker!r}: {data!r}"
+        data += chunk
+    return data

@@ -23,6 +23,8 @@ from casper.sasl import ScramClient
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from tests.realnet.conftest import read_until
+
 pytestmark = pytest.mark.realnet
 
 SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -79,15 +81,6 @@ def test_slixmpp_falls_back_to_scram_on_tls_13(romeo, open_peer, run_async, dire
 
 
 # -- our own client: tls-server-end-point --------------------------------------------------------
-
-
-def read_until(sock: ssl.SSLSocket | socket.socket, marker: bytes) -> bytes:
-    data = b""
-    while marker not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before {marker!r}: {data!r}"
-        data += chunk
-    return data
 
 
 @contextlib.contextmanager

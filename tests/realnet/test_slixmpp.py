@@ -22,6 +22,8 @@ from collections.abc import Iterator
 import pytest
 from slixmpp.exceptions import IqError
 
+from tests.realnet.conftest import read_until
+
 pytestmark = pytest.mark.realnet
 
 XML_DECL = b"<?xml version='1.0'?>"
@@ -320,15 +322,6 @@ def test_server_survives_a_client_that_hangs_up_mid_handshake(
     run_async(scenario())
 
 
-def _read_until(sock: socket.socket, marker: bytes) -> bytes:
-    data = b""
-    while marker not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before {marker!r}: {data!r}"
-        data += chunk
-    return data
-
-
 @contextlib.contextmanager
 def _raw_session(server, local: str, password: str) -> Iterator[ssl.SSLSocket]:
     """A bound session over direct TLS with SASL PLAIN, spoken byte by byte."""
@@ -338,25 +331,25 @@ def _raw_session(server, local: str, password: str) -> Iterator[ssl.SSLSocket]:
         ctx.wrap_socket(raw, server_hostname="localhost") as sock,
     ):
         sock.sendall(XML_DECL + STREAM_OPEN)
-        assert b"<mechanism>PLAIN</mechanism>" in _read_until(sock, b"</stream:features>")
+        assert b"<mechanism>PLAIN</mechanism>" in read_until(sock, b"</stream:features>")
         token = base64.b64encode(f"\0{local}\0{password}".encode())
         sock.sendall(
             b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>" % token
         )
-        _read_until(sock, b"<success")
+        read_until(sock, b"<success")
         sock.sendall(STREAM_OPEN)
-        _read_until(sock, b"</stream:features>")
+        read_until(sock, b"</stream:features>")
         sock.sendall(
             b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
             b"<resource>raw</resource></bind></iq>"
         )
-        _read_until(sock, f"{local}@localhost/raw".encode())
+        read_until(sock, f"{local}@localhost/raw".encode())
         yield sock
 
 
 def test_server_closes_the_connection_after_the_client_closes_its_stream(accounts, casper_server):
     with _raw_session(casper_server, "romeo", "secret") as sock:
         sock.sendall(b"</stream:stream>")
-        assert _read_until(sock, b"</stream:stream>").endswith(b"</stream:stream>")
+        assert read_until(sock, b"</stream:stream>").endswith(b"</stream:stream>")
         sock.settimeout(2.0)
         assert sock.recv(65536) == b""  # the server hangs up (RFC 6120 §4.4)
