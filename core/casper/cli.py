@@ -34,7 +34,7 @@ from casper.config import Config, ConfigError, load_config
 from casper.jid import JID, InvalidJID
 from casper.sasl.scram import ScramCredentials, derive_credentials
 from casper.storage import AccountExists, AccountNotFound, StorageError, open_storage
-from casper.tls import TLSConfigError, ensure_certificate, server_ssl_context
+from casper.tls import TLSConfigError, check_ca_file, ensure_certificate, server_ssl_context
 
 if TYPE_CHECKING:
     from casper.server import Server
@@ -124,6 +124,7 @@ def _plugin_list(text: str) -> list[str]:
 
 def _with_certificate(config: Config) -> Config:
     """Check the configured certificate, or generate one, and return a config naming it."""
+    check_ca_file(config.s2s_ca_file)
     if config.cert_file is not None and config.key_file is not None:
         server_ssl_context(config.cert_file, config.key_file)  # fails early with a clear message
         return config

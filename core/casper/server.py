@@ -272,6 +272,8 @@ async def serve(
         pm.hook.casper_configure(server=server)
         check_plugin_manager(pm)  # objects registered in casper_configure are checked too
         server.build_iq_table()
+        if config.s2s_enabled:
+            server.s2s.load_tls()
         if listeners is None:
             listeners = await _open_default_listeners(config)
         async with trio.open_nursery() as nursery:

@@ -123,6 +123,13 @@ def _self_signed(domain: str) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+def check_ca_file(ca_file: Path | None) -> None:
+    """``[s2s] ca_file``, when set, must name an existing file (checked before anything
+    is generated or listens)."""
+    if ca_file is not None and not ca_file.is_file():
+        raise TLSConfigError(f"s2s.ca_file {ca_file} does not exist")
+
+
 def _check_readable(path: Path, what: str) -> None:
     if not path.is_file():
         raise TLSConfigError(f"TLS {what} file {path} does not exist")

@@ -143,6 +143,12 @@ CONFIG_ERRORS = [
     ),
     pytest.param([], '[tls]\ncert_file = "c.pem"\n', "must be set together", id="cert-no-key"),
     pytest.param([], "[server\nport = 1\n", "is not valid TOML", id="bad-toml"),
+    pytest.param(
+        [],
+        '[s2s]\nenabled = true\nport = 0\nca_file = "nope.pem"\n',
+        "s2s.ca_file nope.pem does not exist",
+        id="missing-ca-file",
+    ),
     pytest.param([], "[server]\nprot = 5222\n", "unknown config key server.prot", id="typo"),
     pytest.param(["--config", "nope.toml"], None, "config file nope.toml not found", id="no-file"),
 ]

@@ -340,13 +340,18 @@ class S2SManager:
 
     # ------------------------------------------------------------------ serving
 
+    def load_tls(self) -> None:
+        """Load the s2s certificate and trust anchors once (a configuration error raises
+        :class:`casper.tls.TLSConfigError` here, before anything listens)."""
+        self.tls = self.tls or S2STLS.from_config(self.config)
+
     async def serve(self, listeners: Sequence[trio.SocketListener] | None = None, *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
         """Accept incoming server connections and run outgoing routes until cancelled.
 
         :raises casper.tls.TLSConfigError: the certificate or ``[s2s] ca_file`` is unusable.
         """
-        self.tls = self.tls or S2STLS.from_config(self.config)
+        self.load_tls()
         if listeners is None:
             listeners = await trio.open_tcp_listeners(self.config.s2s_port, host=self.config.host)
         async with trio.open_nursery() as nursery:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
-from casper.tls import TLS12_CIPHERS, TLSConfigError, ensure_certificate
+from casper.tls import TLS12_CIPHERS, TLSConfigError, check_ca_file, ensure_certificate
 
 from .certs import PeerCertificate, identities_of
 
@@ -105,6 +105,7 @@ class S2STLS:
 
     def __init__(self, cert_file: Path, key_file: Path, *, ca_file: Path | None = None,
                  configured: bool = True) -> None:  # fmt: skip
+        check_ca_file(ca_file)
         self.server_context = self._context(SSL.TLS_SERVER_METHOD, cert_file, key_file, ca_file)
         self.client_context = self._context(SSL.TLS_CLIENT_METHOD, cert_file, key_file, ca_file)
         chain = _chain(cert_file)
@@ -113,6 +114,7 @@ class S2STLS:
 
     @classmethod
     def from_config(cls, config: Config) -> S2STLS:
+        check_ca_file(config.s2s_ca_file)  # before a certificate is generated
         if config.cert_file is not None and config.key_file is not None:
             return cls(config.cert_file, config.key_file, ca_file=config.s2s_ca_file)
         cert, key = ensure_certificate(config.data_dir, config.domain)
