@@ -203,14 +203,10 @@ class XMLStreamParser:
         parser.StartElementHandler = self._on_start
         parser.EndElementHandler = self._on_end
         parser.CharacterDataHandler = self._on_text
+        # Declarations can only come inside a DOCTYPE, which is refused where it starts;
+        # what may appear in content is refused where it appears.
         parser.StartDoctypeDeclHandler = self._refuser("DOCTYPE")
-        parser.EntityDeclHandler = self._refuser("entity declaration")
-        parser.UnparsedEntityDeclHandler = self._refuser("entity declaration")
-        parser.NotationDeclHandler = self._refuser("notation declaration")
-        parser.ElementDeclHandler = self._refuser("element declaration")
-        parser.AttlistDeclHandler = self._refuser("attribute list declaration")
         parser.SkippedEntityHandler = self._refuser("entity reference")
-        parser.ExternalEntityRefHandler = self._refuser("external entity")
         parser.CommentHandler = self._refuser("comment")
         parser.ProcessingInstructionHandler = self._refuser("processing instruction")
         return parser
