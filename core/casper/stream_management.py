@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -142,8 +141,9 @@ class StreamManagement(Generic[T]):
         self.counting = False  #: outbound stanzas are being counted
         self._inbound = 0  # stanzas handled from the client (h we report)
         self._acked = 0  # the client's last h
-        self._unacked: deque[T] = deque()  # written, not acknowledged; _acked + 1 onwards
-        self._held: deque[T] = deque()  # not written (no transport); after the unacked ones
+        # lists, not deques: an empty deque costs a 64-slot block per session
+        self._unacked: list[T] = []  # written, not acknowledged; _acked + 1 onwards
+        self._held: list[T] = []  # not written (no transport); after the unacked ones
         self._unrequested = 0  # counted stanzas written since the last <r/>
 
     # ------------------------------------------------------------------ state
@@ -241,8 +241,7 @@ class StreamManagement(Generic[T]):
                 "undefined-condition",
                 f"handled-count-too-high: h={h} but only {self.sent_count} stanzas were sent",
             )
-        for _ in range(count):
-            self._unacked.popleft()
+        del self._unacked[:count]
         self._acked = h
 
     # ------------------------------------------------------------------ to the client
@@ -271,7 +270,7 @@ class StreamManagement(Generic[T]):
 
     def hold_first(self, items: Iterable[T]) -> None:
         """Keep items that were queued for writing before any held one (in order)."""
-        self._held.extendleft(reversed(list(items)))
+        self._held[:0] = list(items)
 
     # ------------------------------------------------------------------ resumption
 
