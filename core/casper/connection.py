@@ -92,6 +92,7 @@ class Connection:
         self._unwritten: list[Kept] = []  # taken from the outbox, never written
         self._in_flight: list[Kept] = []  # being written, not counted by stream management
         self._backlog: list[Kept] = []  # to resend first on a resumed stream
+        self._binding: JID | None = None  # account of a bind answered, not yet bound
 
     # ------------------------------------------------------------------ negotiation
 
@@ -167,12 +168,20 @@ class Connection:
         has as many sessions as it may (replacing one of its resources adds none)."""
         assert self.username is not None
         jid = JID.make(self.username, self.server.domain, resource or secrets.token_hex(6))
-        router = self.server.router
-        bound = len(router.sessions_of(jid.bare))
-        if router.session_for(jid) is None and not self.server.limits.session_allowed(bound):
-            self.neg.bind_failed(StanzaError("resource-constraint", "too many sessions"))
-        else:
-            self.neg.bind_done(jid)
+        router, limits = self.server.router, self.server.limits
+        if router.session_for(jid) is None:
+            bound = len(router.sessions_of(jid.bare)) + limits.binding(jid.bare)
+            if not limits.session_allowed(bound):
+                self.neg.bind_failed(StanzaError("resource-constraint", "too many sessions"))
+                return
+            self._binding = jid.bare  # counted until the session is bound (_bind_finished)
+            limits.bind_started(jid.bare)
+        self.neg.bind_done(jid)
+
+    def _bind_finished(self) -> None:
+        if self._binding is not None:
+            self.server.limits.bind_finished(self._binding)
+            self._binding = None
 
     async def _resume(self, event: neg.ResumeRequested) -> None:
         """XEP-0198 §5: take over a resumable session of the authenticated account."""
@@ -213,6 +222,7 @@ class Connection:
             await self._replace_previous(jid)
             session = Session(self.server, jid, send)
             self.server.router.bind(session)
+            self._bind_finished()
             log.info("%s bound", jid)
         else:
             session.attach(send)  # from here on stanzas queue behind the backlog
@@ -474,15 +484,16 @@ async def handle_connection(server: Server, stream: trio.abc.Stream, *, secure: 
         await _send_error(
             connection, StreamError("connection-timeout", "negotiation took too long")
         )
-    except trio.Cancelled:
-        if server.shutting_down:
-            await _send_error(connection, StreamError("system-shutdown"))
-        raise
     except Exception as exc:
         if not _peer_gone(exc):
             log.exception("connection failed")
             await _send_error(connection, StreamError("internal-server-error"))
+    except BaseException:  # Cancelled, or (from a bound session's nursery) a group of them
+        if server.shutting_down:
+            await _send_error(connection, StreamError("system-shutdown"))
+        raise
     finally:
+        connection._bind_finished()  # if it ended between its bind's answer and the binding
         with trio.CancelScope(shield=True):
             await connection._give_back()
         with trio.move_on_after(1) as scope:

@@ -189,6 +189,7 @@ class Limits:
     def __init__(self, settings: LimitSettings | None = None) -> None:
         self.settings = settings = settings or LimitSettings()
         self._connections: dict[str, int] = {}
+        self._binding: dict[object, int] = {}  # account -> binds answered, not yet bound
         window = settings.auth_failure_window
         self._ip_failures = FailureWindow(settings.auth_failures_per_ip or 1, window)
         self._account_failures = FailureWindow(settings.auth_failures_per_account or 1, window)
@@ -204,6 +205,23 @@ class Limits:
         """Whether an account with ``bound`` sessions may bind one more resource."""
         limit = self.settings.max_sessions_per_account
         return limit is None or bound < limit
+
+    def binding(self, account: object) -> int:
+        """Binds of ``account`` answered but not yet in the routing table: they count as
+        sessions, so that binds racing each other cannot exceed the limit."""
+        return self._binding.get(account, 0)
+
+    def bind_started(self, account: object) -> None:
+        """Count a bind answered with success; :meth:`bind_finished` uncounts it."""
+        self._binding[account] = self._binding.get(account, 0) + 1
+
+    def bind_finished(self, account: object) -> None:
+        """The session is bound (or its connection ended first): uncount the bind."""
+        remaining = self._binding.get(account, 0) - 1
+        if remaining > 0:
+            self._binding[account] = remaining
+        else:
+            self._binding.pop(account, None)
 
     def connection_opened(self, address: str | None) -> bool:
         """Count a new connection from ``address``; ``False`` (and not counted) if over."""

@@ -24,6 +24,7 @@ from .verdicts import Bounce, Drop
 
 log = logging.getLogger("casper.plugins")
 ENTRY_POINT_GROUP = "casper"
+GUARD = "casper.guard"  # the FailClosedGuard's name
 
 
 def installed_plugins() -> dict[str, str]:
@@ -43,7 +44,7 @@ def make_plugin_manager(
     pm = pluggy.PluginManager("casper")
     pm.add_hookspecs(hookspecs)
     pm.hook.casper_addhooks.call_historic(kwargs={"pm": pm})
-    pm.register(FailClosedGuard(pm), "casper.guard")
+    pm.register(FailClosedGuard(pm), GUARD)
     for name in config.disabled_plugins:
         pm.set_blocked(name)
     installed = installed_plugins()
@@ -165,7 +166,7 @@ def call_guarded(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any
     caller = getattr(pm.hook, hook_name)
     impls = caller.get_hookimpls()
     plain = [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
-    if len(impls) - len(plain) > 1:
+    if len(impls) - len(plain) != 1 or impls[-1].plugin_name != GUARD:  # wrappers come last
         return caller(**kwargs)
     firstresult = caller.spec is not None and caller.spec.opts.get("firstresult")
     results = []

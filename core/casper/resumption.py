@@ -98,8 +98,9 @@ class ResumableSessions:
     async def claim(self, previd: str, account: JID) -> Session | None:
         """Take the session ``previd`` of ``account`` for a resuming connection.
 
-        A session still attached to a connection (whose transport hasn't been noticed
-        broken yet) is taken from it: that connection stops (``conflict``) and lets go.
+        A session still held by a connection (whose transport hasn't been noticed broken
+        yet, or which is still reading after a failed write) is taken from it: that
+        connection stops (``conflict``) and lets go.
 
         :return: the session, now owned by the caller; ``None`` if there is no such
             resumable session of this account (unknown, expired, ended, another account's).
@@ -107,7 +108,7 @@ class ResumableSessions:
         session = self._sessions.get(previd)
         if session is None or session.account != account or not session.resumable:
             return None
-        if previd not in self._waiting and session.attached:
+        if previd not in self._waiting and session.held:  # even after a failed write
             session.take_over()
             with trio.move_on_after(TAKEOVER_SECONDS):
                 await session.wait_released()

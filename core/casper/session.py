@@ -130,6 +130,12 @@ class Session:
         return self._channel is not None
 
     @property
+    def held(self) -> bool:
+        """Whether a connection runs the session, even one that no longer writes for it
+        (its transport broke and it has not let go yet)."""
+        return not self._released.is_set()
+
+    @property
     def ended(self) -> bool:
         """Whether the session's end has been carried out (it is unbound, for good)."""
         return self._ended.is_set()

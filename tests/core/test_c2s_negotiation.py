@@ -190,3 +190,20 @@ async def test_server_closes_the_transport_right_after_the_close_handshake(
     with trio.fail_after(1):
         while await romeo.stream.receive_some(4096):
             pass
+
+
+@pytest.mark.parametrize("bound", [False, True], ids=["negotiating", "bound"])
+async def test_server_shutdown_ends_open_streams_with_system_shutdown(bound: bool) -> None:
+    """RFC 6120 §4.9.3.20: a stopping server ends every stream with ``system-shutdown``,
+    a bound session's as well as one still negotiating."""
+    async with open_test_server() as srv:
+        if bound:
+            client = await login(srv, "romeo", "r1")
+        else:
+            client = await srv.connect()
+            await client.open_stream()
+        srv.server.shut_down()
+        with trio.fail_after(5), pytest.raises(StreamEnded) as ended:
+            while True:
+                await client.recv()
+        assert ended.value.error == "system-shutdown"

@@ -451,3 +451,29 @@ def test_guarded_hook_that_crashes_fails_closed_either_way(
     safe = {"casper_filter_incoming": Drop, "casper_filter_outgoing": Bounce}.get(hook)
     assert isinstance(fast, safe) if safe else fast == [True]
     assert len(crash_logs(caplog, hook)) == 2
+
+
+def _overriding_wrapper(answer: object):  # type: ignore[no-untyped-def]
+    def wrap(**_):  # type: ignore[no-untyped-def]
+        yield
+        return answer
+
+    return wrap
+
+
+class OverridingWrapper:
+    """A plugin's own wrapper, which answers for every guarded hook."""
+
+    def __init__(self, answer: object) -> None:
+        for hook in GUARDED:
+            setattr(self, hook, hookimpl(wrapper=True)(_overriding_wrapper(answer)))
+
+
+@pytest.mark.parametrize("hook", GUARDED)
+def test_guarded_hook_runs_a_plugins_wrapper_that_stands_in_for_the_guard(hook: str) -> None:
+    """Only the guard itself is answered without pluggy: one other wrapper, in place of
+    the guard (unregistered, or disabled by an embedding config), still runs."""
+    pm = _guarded_manager(Answers(None), OverridingWrapper(Drop("wrapped")))
+    pm.unregister(name="casper.guard")
+    fast, pluggy_answer = _call_both(pm, hook)
+    assert fast == pluggy_answer == Drop("wrapped")

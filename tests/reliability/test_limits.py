@@ -276,6 +276,28 @@ async def test_one_more_session_than_the_account_may_have_gets_resource_constrai
         await juliet.expect(message_with_id("m1"))
 
 
+async def test_binds_racing_each_other_cannot_exceed_the_sessions_per_account() -> None:
+    """Binds answered but not yet bound count: clients binding at once, each on its own
+    connection, get one session between them and ``resource-constraint`` for the rest."""
+    async with open_test_server(default_plugins=False, max_sessions_per_account=1) as srv:
+        clients = []
+        for _ in range(3):
+            client = await tls_client(srv)
+            await client.authenticate("romeo", "secret")
+            clients.append(client)
+        for number, client in enumerate(clients):
+            await client.send(
+                f"<iq type='set' id='b1'><bind xmlns='{BIND}'><resource>r{number}</resource>"
+                "</bind></iq>"
+            )
+        replies = [await c.expect(lambda e: e.get("id") == "b1") for c in clients]
+        assert sorted(r.get("type") for r in replies) == ["error", "error", "result"]
+        await sync(clients[[r.get("type") for r in replies].index("result")])
+        assert len(srv.server.router.sessions_of(JID.parse("romeo@localhost"))) == 1
+        for client in clients:
+            await client.stream.aclose()
+
+
 async def test_a_session_that_ends_makes_room_for_another() -> None:
     async with open_test_server(default_plugins=False, max_sessions_per_account=1) as srv:
         async with srv.client("romeo", resource="a"):

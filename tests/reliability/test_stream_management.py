@@ -314,6 +314,25 @@ async def test_resume_takes_over_a_connection_that_seems_alive() -> None:
         await again.close()
 
 
+async def test_resume_while_the_reader_is_given_its_grace_after_a_failed_write() -> None:
+    """A write fails while the read side is still open: the reader gets READ_GRACE to
+    read a closing tag, but a ``<resume/>`` meanwhile still takes the session over
+    instead of failing with ``item-not-found``."""
+    async with server(sm_resume_timeout=60) as srv, srv.client("juliet") as juliet:
+        romeo = await sm_login(srv, "romeo", resource="balcony")
+        stream = romeo.client.stream
+        assert isinstance(stream, trio.SSLStream)
+        await stream.transport_stream.receive_stream.aclose()  # the server's writes now fail
+        ids = await send_chat(juliet, romeo.jid, 1)
+        (session,) = sessions(srv, "romeo")
+        await wait_until(lambda: session.transport_lost)  # type: ignore[attr-defined]
+        again, answer = await try_resume(romeo)
+        assert answer.tag == sm_tag("resumed"), answer.tag
+        await again.sync()
+        assert message_ids(again.handled) == ids
+        await again.close()
+
+
 async def test_resume_after_the_timeout_fails_and_the_messages_wait_offline() -> None:
     async with server() as srv, srv.client("juliet", presence=True) as juliet:
         await make_contacts(srv, "romeo", "juliet")
