@@ -24,7 +24,7 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import partial
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -153,31 +153,31 @@ async def serve_reloading(config: Config) -> None:
 
     The signals are received by Trio rather than raised as ``KeyboardInterrupt``: an
     exception raised at an arbitrary bytecode can leave a context manager half entered, so
-    shutdown goes through cancellation instead and every connection closes in order.
+    shutdown goes through cancellation instead and every connection closes in order. The
+    receiver is in place before anything listens, so a signal sent as soon as the server
+    says it listens is queued, never lost.
     """
     import trio
 
     from casper.server import serve  # imported late: the CLI must work without a full server
 
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve, config)
-        await _handle_signals(server)
-
-
-async def _handle_signals(server: Server) -> None:
-    import trio
-
     wanted = [signal.SIGINT, signal.SIGTERM]
     if hasattr(signal, "SIGHUP"):
         wanted.append(signal.SIGHUP)
     with trio.open_signal_receiver(*wanted) as signals:
-        async for signum in signals:
-            if signum == getattr(signal, "SIGHUP", None):
-                server.reload_tls()
-            else:
-                log.info("stopping on %s", signal.Signals(signum).name)
-                server.shut_down()
-                return
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve, config)
+            await _handle_signals(server, signals)
+
+
+async def _handle_signals(server: Server, signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        if signum == getattr(signal, "SIGHUP", None):
+            server.reload_tls()
+        else:
+            log.info("stopping on %s", signal.Signals(signum).name)
+            server.shut_down()
+            return
 
 
 def _run_server(config: Config) -> int:
