@@ -387,14 +387,17 @@ async def _register(client: TestClient, local: str, password: str) -> None:
 
 
 async def chat_both_ways(casper: TestServer, remote: RemoteServer, local: str) -> dict[str, str]:
-    """Casper's romeo and the remote ``local`` exchange a message each way; return how each
-    s2s stream authenticated (``S2SManager.statistics()["mechanisms"]``)."""
+    """Casper's romeo and the remote ``local`` exchange a message each way, each arriving
+    from the sender's full JID; return how each s2s stream authenticated
+    (``S2SManager.statistics()["mechanisms"]``)."""
     remote.add_user(local)
     async with casper.client("romeo") as romeo, remote_client(remote, local) as peer:
         msg = await send_message(romeo, f"{local}@{remote.domain}/r")
-        await peer.expect(message_with_id(msg), timeout=TIMEOUT)
+        got = await peer.expect(message_with_id(msg), timeout=TIMEOUT)
+        assert got.get("from") == str(romeo.jid)
         reply = await send_message(peer, romeo.jid)
-        await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
+        got = await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
+        assert got.get("from") == f"{local}@{remote.domain}/r"
         return casper.server.s2s.statistics()["mechanisms"]
 
 

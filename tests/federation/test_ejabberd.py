@@ -11,7 +11,6 @@ import pytest
 import trustme
 from casper.testing import BUILTIN_DRIVERS, InvisibilityDriver, TestServer
 
-from tests.core.conftest import message_with_id, send_message
 from tests.federation.conftest import (
     RemoteServer,
     RemoteSide,
@@ -19,7 +18,6 @@ from tests.federation.conftest import (
     chat_both_ways,
     dialback_both_ways,
     open_casper,
-    remote_client,
     unique,
 )
 from tests.s2s import scenarios
@@ -38,18 +36,7 @@ async def casper(
 
 
 async def test_message_both_ways(ejabberd: RemoteServer, casper: TestServer) -> None:
-    bob = unique("bob")
-    ejabberd.add_user(bob)
-    async with (
-        casper.client("romeo", presence=True) as romeo,
-        remote_client(ejabberd, bob) as remote,
-    ):
-        msg = await send_message(romeo, f"{bob}@ejabberd.test/r")
-        got = await remote.expect(message_with_id(msg), timeout=TIMEOUT)
-        assert got.get("from") == str(romeo.jid)
-        reply = await send_message(remote, romeo.jid)
-        got = await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
-        assert got.get("from") == f"{bob}@ejabberd.test/r"
+    await chat_both_ways(casper, ejabberd, unique("bob"))
 
 
 async def test_subscription_and_presence(ejabberd: RemoteServer, casper: TestServer) -> None:

@@ -10,7 +10,6 @@ import pytest
 import trustme
 from casper.testing import BUILTIN_DRIVERS, InvisibilityDriver, TestServer
 
-from tests.core.conftest import message_with_id, send_message
 from tests.federation.conftest import (
     RemoteServer,
     RemoteSide,
@@ -18,7 +17,6 @@ from tests.federation.conftest import (
     chat_both_ways,
     dialback_both_ways,
     open_casper,
-    remote_client,
     unique,
 )
 from tests.s2s import scenarios
@@ -37,18 +35,7 @@ async def casper(
 
 
 async def test_message_both_ways(prosody: RemoteServer, casper: TestServer) -> None:
-    alice = unique("alice")
-    prosody.add_user(alice)
-    async with (
-        casper.client("romeo", presence=True) as romeo,
-        remote_client(prosody, alice) as remote,
-    ):
-        msg = await send_message(romeo, f"{alice}@prosody.test/r")
-        got = await remote.expect(message_with_id(msg), timeout=TIMEOUT)
-        assert got.get("from") == str(romeo.jid)
-        reply = await send_message(remote, romeo.jid)
-        got = await romeo.expect(message_with_id(reply), timeout=TIMEOUT)
-        assert got.get("from") == f"{alice}@prosody.test/r"
+    await chat_both_ways(casper, prosody, unique("alice"))
 
 
 async def test_sasl_external_both_ways_with_certificates_from_a_shared_ca(
