@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import partial
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from casper.config import Config, ConfigError, load_config
 from casper.jid import JID, InvalidJID
@@ -140,16 +140,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir,
         "plugins": args.plugins,
         "http_port": args.http_port,
+        "workers": args.workers,
     }
     config = load_config(args.config, overrides)
     check_plugin_names(config, list(installed_plugins()))
     config = _with_certificate(config)
     logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    if config.workers > 1:
+        from casper.cluster.supervisor import supervise  # lazy, like the server itself
+
+        return supervise(config)
     return _run_server(config)
 
 
-async def serve_reloading(config: Config) -> None:
+async def serve_reloading(config: Config, **serve_options: Any) -> None:
     """Run the server until SIGINT or SIGTERM; on SIGHUP, reload its TLS certificate.
+    ``serve_options`` go to :func:`casper.server.serve` (a worker's listeners and place).
 
     The signals are received by Trio rather than raised as ``KeyboardInterrupt``: an
     exception raised at an arbitrary bytecode can leave a context manager half entered, so
@@ -166,7 +172,7 @@ async def serve_reloading(config: Config) -> None:
         wanted.append(signal.SIGHUP)
     with trio.open_signal_receiver(*wanted) as signals:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve, config)
+            server = await nursery.start(partial(serve, config, **serve_options))
             await _handle_signals(server, signals)
 
 
@@ -312,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--plugins", type=_plugin_list, metavar="A,B,C", help="enable more")
     serve.add_argument("--http-port", type=int, metavar="P",
                        help="serve WebSocket and BOSH on this port (0 = any free port)")  # fmt: skip
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes sharing the load (see [server] workers)")  # fmt: skip
     serve.set_defaults(func=_cmd_serve)
     _add_user_commands(commands)
     plugins = commands.add_parser(

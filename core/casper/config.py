@@ -4,7 +4,7 @@ A ``Config`` is valid by construction: ``__post_init__`` checks every value agai
 table below (Prosody's ``get_option_number(min, max)`` idea), whether it came from a file, the
 command line or a test. The TOML layout (see ``examples/casper.toml``)::
 
-    [server]  domain host port tls_port data_dir
+    [server]  domain host port tls_port data_dir workers
     [tls]     cert_file key_file require_starttls
     [auth]    scram_iterations allow_plain
     [limits]  max_stanza_size max_depth outbox_size negotiation_timeout idle_timeout
@@ -78,6 +78,7 @@ _OPTIONS = (
     _Option("port", "server", "port", int, 0, 65535),
     _Option("tls_port", "server", "tls_port", int, 0, 65535, nullable=True),
     _Option("data_dir", "server", "data_dir", Path),
+    _Option("workers", "server", "workers", int, 1, 64),
     _Option("cert_file", "tls", "cert_file", Path, nullable=True),
     _Option("key_file", "tls", "key_file", Path, nullable=True),
     _Option("require_starttls", "tls", "require_starttls", bool),
@@ -149,6 +150,7 @@ class Config:
     port: int = 5222  # 0 = any free port
     tls_port: int | None = 5223  # direct TLS (XEP-0368); None disables
     data_dir: Path = Path("casper-data")
+    workers: int = 1  # processes serving the domain together (casper.cluster)
     cert_file: Path | None = None  # None (with key_file) = self-signed under data_dir/tls
     key_file: Path | None = None
     require_starttls: bool = True

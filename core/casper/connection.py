@@ -59,8 +59,12 @@ _STANZAS = (MESSAGE, PRESENCE, IQ)
 
 
 class Connection:
+    """A client connection; ``authenticated`` = (username, pending bytes) for a stream
+    another worker authenticated and hands over (:mod:`casper.cluster`)."""
+
     def __init__(self, server: Server, stream: trio.abc.Stream, *, secure: bool,
-                 ssl_context: ssl.SSLContext | None) -> None:  # fmt: skip
+                 ssl_context: ssl.SSLContext | None,
+                 authenticated: tuple[str, bytes] | None = None) -> None:  # fmt: skip
         config = server.config
         self.server = server
         self.stream = stream
@@ -93,6 +97,10 @@ class Connection:
         self._in_flight: list[Kept] = []  # being written, not counted by stream management
         self._backlog: list[Kept] = []  # to resend first on a resumed stream
         self._binding: JID | None = None  # account of a bind answered, not yet bound
+        self.hand_off: bytes | None = None  # pending bytes: the account lives on another worker
+        if authenticated is not None:
+            self.username = authenticated[0]
+            self.neg.continue_authenticated(*authenticated)
 
     # ------------------------------------------------------------------ negotiation
 
@@ -113,6 +121,12 @@ class Connection:
             elif isinstance(event, neg.Authenticated):
                 self.username = event.username
                 self.server.limits.auth_succeeded(event.username)
+                cluster = self.server.cluster
+                if cluster is not None and cluster.elsewhere(
+                    JID.make(event.username, self.server.domain)
+                ):
+                    self.hand_off = self.neg.take_pending()
+                    return None
             elif isinstance(event, neg.AuthFailed):
                 now = trio.current_time()
                 self.server.limits.auth_failed(self.peer, event.username, event.condition, now)
@@ -472,14 +486,22 @@ def _worth_keeping(item: Outgoing) -> TypeGuard[Kept]:
 
 
 async def handle_connection(server: Server, stream: trio.abc.Stream, *, secure: bool,
-                            ssl_context: ssl.SSLContext | None) -> None:  # fmt: skip
-    """Serve one client connection from accept to close."""
-    connection = Connection(server, stream, secure=secure, ssl_context=ssl_context)
+                            ssl_context: ssl.SSLContext | None,
+                            authenticated: tuple[str, bytes] | None = None) -> None:  # fmt: skip
+    """Serve one client connection from accept to close (``authenticated``: see
+    :class:`Connection`). An account living on another worker gets its stream relayed
+    there once authenticated."""
+    connection = Connection(server, stream, secure=secure, ssl_context=ssl_context,
+                            authenticated=authenticated)  # fmt: skip
     try:
         with trio.fail_after(server.config.negotiation_timeout):
             jid = await connection.negotiate()
         if jid is not None:
             await connection.run_session(jid)
+        elif connection.hand_off is not None and server.cluster is not None:
+            assert connection.username is not None
+            await server.cluster.hand_off(connection.stream, connection.username,
+                                          connection.hand_off)  # fmt: skip
     except trio.TooSlowError:
         await _send_error(
             connection, StreamError("connection-timeout", "negotiation took too long")

@@ -341,6 +341,26 @@ class C2SNegotiation(SaslNegotiation):
         bind a resource instead."""
         self._dispatch(Input.RESUME_FAILED, failure)
 
+    def take_pending(self) -> bytes:
+        """Right after :class:`Authenticated`: the client's bytes not yet parsed, which
+        belong to the restarted stream. The caller takes the stream over (it is handed to
+        another worker, see :meth:`continue_authenticated`); this negotiation ends."""
+        if not self._authenticated or self._state is not State.HEADER:
+            raise LocalProtocolError("take_pending() is only valid right after authentication")
+        pending = bytes(self._inbox)
+        self._inbox.clear()
+        self._state = State.CLOSED
+        self._closed = Closed(None)
+        return pending
+
+    def continue_authenticated(self, username: str, pending: bytes) -> None:
+        """Start at the restart after SASL success for ``username`` (authenticated by
+        another worker, which passed on the client's ``pending`` bytes)."""
+        if self._state is not State.HEADER or self._header_sent or self._authenticated:
+            raise LocalProtocolError("continue_authenticated() is only valid on a new stream")
+        self._authenticated, self._username = True, username
+        self._inbox += pending
+
     def set_extra_features(self, elements: Iterable[Element]) -> None:
         """Set the features offered after authentication besides bind and session."""
         self._extra_features = list(elements)

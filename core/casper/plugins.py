@@ -131,6 +131,8 @@ def _log_crash(pm: pluggy.PluginManager, hook: str, exc: Exception, kwargs: dict
 class FailClosedGuard:
     """Wrappers that turn a crashing privacy hook into the safe answer."""
 
+    CLUSTER_READY = True  # stateless (casper.cluster)
+
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._pm = pm
 

@@ -68,7 +68,7 @@ class PresenceService:
         elif kind == "probe" and stanza.to is not None:
             # the probing resource itself is the observer: it may have been sent
             # directed presence that its account's other resources were not
-            await self._answer_local_probe(stanza.to.bare, session.jid, session)
+            await self._probe_local(stanza.to.bare, session.jid, session)
         elif kind == "error" and stanza.to is not None:
             await self._server.router.route(stanza)
         else:
@@ -97,7 +97,7 @@ class PresenceService:
             if item.subscription not in ("to", "both"):
                 continue
             if contact_jid.domain == self._server.domain:
-                await self._answer_local_probe(contact_jid, session.account, session)
+                await self._probe_local(contact_jid, session.account, session)
             elif self._server.s2s.is_remote(contact_jid.domain):  # RFC 6121 §4.3.1
                 probe = make_stanza("presence", from_=session.account, to=contact_jid, type="probe")
                 self._server.s2s.send(probe)
@@ -203,6 +203,9 @@ class PresenceService:
         router = self._server.router
         if to.domain != self._server.domain or to.local is None:
             return self._server.deliver_to_component(stanza) or self._server.s2s.send(stanza)
+        cluster = self._server.cluster
+        if cluster is not None and cluster.elsewhere(to):  # its home delivers it
+            return cluster.forward_nowait(stanza, to)
         if to.resource is not None:
             target = router.session_for(to)
             targets = [target] if target is not None else []
@@ -264,6 +267,16 @@ class PresenceService:
         assert to is not None and prober is not None
         if to.domain == self._server.domain and to.local is not None:
             await self._answer_probe(to.bare, prober)
+
+    async def _probe_local(self, contact: JID, observer: JID, session: Session) -> None:
+        """Probe a contact of the served domain for ``observer``: answered here, or by the
+        contact's home worker (:mod:`casper.cluster`), whose answer is routed back."""
+        cluster = self._server.cluster
+        if cluster is not None and contact.local is not None and cluster.elsewhere(contact):
+            probe = make_stanza("presence", from_=observer, to=contact, type="probe")
+            await cluster.forward(probe, contact)
+        else:
+            await self._answer_local_probe(contact, observer, session)
 
     async def _answer_local_probe(self, contact: JID, observer: JID, session: Session) -> None:
         """A local session asks for a contact's presence: answer straight to it.

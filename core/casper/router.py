@@ -109,6 +109,10 @@ class Router:
             return
         if to.domain != self._server.domain:
             return
+        cluster = self._server.cluster
+        if cluster is not None and to.local is not None and cluster.elsewhere(to):
+            await cluster.forward(stanza, to)  # its home routes it
+            return
         if stanza.kind == "presence":
             await self._server.presence.route_inbound(stanza)
         elif to.local is None:

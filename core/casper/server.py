@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 import pluggy
 import trio
 
+from .cluster.worker import Cluster, WorkerPlace
 from .config import Config
 from .heap import trim_periodically
 from .iq import IqHandler, IqTable
@@ -87,6 +88,7 @@ class Server:
         self.s2s = S2SManager(self)  # federation; inert unless [s2s] enabled
         self.resumable = ResumableSessions(self)  # XEP-0198 sessions waiting to be resumed
         self.nursery: trio.Nursery | None = None
+        self.cluster: Cluster | None = None  # set while serving as one of several workers
 
     # ------------------------------------------------------------------ setup
 
@@ -246,6 +248,8 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     plugins: Sequence[tuple[object, str]] = (),
     s2s_listeners: Sequence[trio.SocketListener] | None = None,
+    http_listeners: Sequence[trio.SocketListener] | None = None,
+    worker: WorkerPlace | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a Casper server until cancelled.
@@ -258,6 +262,8 @@ async def serve(
     :param plugins: extra ``(plugin, name)`` pairs to register (tests, embedding).
     :param s2s_listeners: listeners for incoming server connections instead of
         ``s2s.port`` (used only with ``[s2s] enabled``).
+    :param http_listeners: listeners for WebSocket and BOSH instead of ``http.port``.
+    :param worker: this process's place among several workers (:mod:`casper.cluster`).
     :param task_status: ``started(server)`` once every listener accepts connections.
 
     Error handling: configuration errors raise before anything listens; errors in one
@@ -269,6 +275,9 @@ async def serve(
     try:
         ssl_context = ssl_context or _ssl_context(config)
         server = Server(config, pm, storage, ssl_context)
+        if worker is not None:
+            server.cluster = Cluster(server, worker)
+            server.scram_secret = worker.scram_secret  # the same salts from every worker
         pm.hook.casper_configure(server=server)
         check_plugin_manager(pm)  # objects registered in casper_configure are checked too
         server.build_iq_table()
@@ -280,11 +289,13 @@ async def serve(
             server.nursery = nursery
             await nursery.start(server.resumable.serve)  # before any session can detach
             await nursery.start(trim_periodically)
+            if server.cluster is not None:
+                await nursery.start(server.cluster.serve)
             pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))
             for spec in listeners:
                 await nursery.start(serve_c2s, server, spec.listener, spec.direct_tls)
             if config.http_port is not None:  # WebSocket (RFC 7395) and BOSH (XEP-0206)
-                await nursery.start(serve_http, server)
+                await nursery.start(serve_http, server, http_listeners)
             if config.s2s_enabled:  # federation (RFC 6120 s2s)
                 await nursery.start(server.s2s.serve, s2s_listeners)
             task_status.started(server)

@@ -34,6 +34,8 @@ from casper.iq import IqHandler, IqRequest
 from casper.plugins import call_safely
 from casper.stanza import qname
 
+CLUSTER_READY = True  # keeps no state about other accounts' sessions (casper.cluster)
+
 INFO_NS = "http://jabber.org/protocol/disco#info"
 ITEMS_NS = "http://jabber.org/protocol/disco#items"
 SERVER_NAME = "Casper"

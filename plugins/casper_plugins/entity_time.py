@@ -18,6 +18,8 @@ from casper.hookspecs import hookimpl
 from casper.iq import IqHandler, IqRequest
 from casper.stanza import qname
 
+CLUSTER_READY = True  # keeps no state about other accounts' sessions (casper.cluster)
+
 TIME_NS = "urn:xmpp:time"
 
 

@@ -37,6 +37,8 @@ from casper.hookspecs import hookimpl
 from casper.iq import IqHandler, IqRequest
 from casper.jid import JID
 
+CLUSTER_READY = True  # keeps no state about other accounts' sessions (casper.cluster)
+
 if TYPE_CHECKING:
     from casper.server import Server
     from casper.session import Session

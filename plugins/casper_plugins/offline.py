@@ -52,6 +52,8 @@ from casper.stanza import CLIENT_NS, Stanza, delay_element, qname
 from casper.verdicts import OfflineEquivalent
 from casper.xml import StanzaReceived, XMLStreamParser, stream_header
 
+CLUSTER_READY = True  # keeps no state about other accounts' sessions (casper.cluster)
+
 if TYPE_CHECKING:
     from casper.jid import JID
     from casper.server import Server

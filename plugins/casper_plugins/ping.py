@@ -24,6 +24,8 @@ from casper.errors import StanzaError
 from casper.hookspecs import hookimpl
 from casper.iq import IqHandler, IqRequest
 
+CLUSTER_READY = True  # keeps no state about other accounts' sessions (casper.cluster)
+
 PING_NS = "urn:xmpp:ping"
 
 

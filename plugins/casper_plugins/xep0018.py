@@ -43,6 +43,8 @@ from casper.jid import JID
 from casper.stanza import Stanza, make_stanza
 from casper.verdicts import Drop
 
+CLUSTER_READY = True  # keeps no state about other accounts' sessions (casper.cluster)
+
 if TYPE_CHECKING:
     from casper.server import Server
     from casper.session import Session

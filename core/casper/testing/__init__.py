@@ -1,7 +1,7 @@
 """Test kit for Casper and its plugins: in-memory servers and scripted clients.
 
 ``open_test_server`` runs a real server over memory streams (with a throwaway CA from
-``trustme``); ``TestServer.client`` logs a scripted :class:`TestClient` in through the
+``trustme``), ``open_test_cluster`` several as the workers of one cluster; ``TestServer.client`` logs a scripted :class:`TestClient` in through the
 full negotiation (STARTTLS, SCRAM, bind). ``casper.testing.conformance`` is the
 invisibility conformance suite a strategy plugin runs against itself. Requires the
 ``test`` extra.
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # at run time, __getattr__ imports each name on first use
         Xep0018Driver,
         run_conformance,
     )
-    from casper.testing.harness import TestServer, open_test_server
+    from casper.testing.harness import TestServer, open_test_cluster, open_test_server
     from casper.testing.memory import MemoryListener
 
 # name -> the module it lives in; keep in step with __all__ and the imports above
@@ -48,6 +48,7 @@ _EXPORTS = {
     "run_conformance": "casper.testing.conformance",
     "TestServer": "casper.testing.harness",
     "open_test_server": "casper.testing.harness",
+    "open_test_cluster": "casper.testing.harness",
     "MemoryListener": "casper.testing.memory",
 }
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "TestClient",
     "TestServer",
     "Xep0018Driver",
+    "open_test_cluster",
     "open_test_server",
     "parse_xml",
     "run_conformance",

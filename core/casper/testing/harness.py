@@ -137,3 +137,62 @@ async def open_test_server(
         storage.close()
         for tcp_listener in tcp_listeners:  # serve() closes them, unless it never started
             await tcp_listener.aclose()
+
+
+@asynccontextmanager
+async def open_test_cluster(
+    run_dir: Path,
+    *,
+    workers: int = 2,
+    plugins: Sequence[str] = (),
+    accounts: Mapping[str, str] | Sequence[str] = ("romeo", "juliet"),
+    domain: str = "localhost",
+    **config: Any,
+) -> AsyncIterator[list[TestServer]]:
+    """Start ``workers`` servers in this process as the workers of one cluster
+    (:mod:`casper.cluster`): one memory listener each, one SQLite file in ``run_dir``
+    shared by all, their bus sockets in ``run_dir``.
+
+    A client connects to a worker of its choice (``servers[i].client(...)``); whichever
+    worker is the account's home holds its session.
+    """
+    from casper.cluster.worker import WorkerPlace
+
+    server_ctx, client_ctx = _tls_pair(domain)
+    cfg = Config(domain=domain, port=0, tls_port=None, data_dir=run_dir, workers=workers,
+                 plugins=tuple(plugins), **config)  # fmt: skip
+    storages = [SQLiteStorage(run_dir / "casper.sqlite3") for _ in range(workers)]
+    listeners = [MemoryListener() for _ in range(workers)]
+    try:
+        async with trio.open_nursery() as nursery:
+            servers = []
+            for index in range(workers):
+                place = WorkerPlace(index, workers, run_dir, scram_secret=b"cluster test")
+                start = partial(serve, cfg, listeners=[C2SListener(listeners[index])],
+                                storage=storages[index], ssl_context=server_ctx,
+                                worker=place)  # fmt: skip
+                server = await nursery.start(start)
+                servers.append(TestServer(server, listeners[index], client_ctx))
+            names = accounts.items() if isinstance(accounts, Mapping) else (
+                (a, "secret") for a in accounts)  # fmt: skip
+            for user, password in names:
+                await servers[0].add_account(user, password)
+                for other in servers[1:]:
+                    other.passwords[user] = password
+            yield servers
+            nursery.cancel_scope.cancel()
+    finally:
+        for storage in storages:
+            storage.close()
+
+
+async def settle(servers: Sequence[TestServer]) -> None:
+    """Return once no stanza is on its way between the workers of a test cluster: every
+    one forwarded has been routed, including those forwarded by that routing."""
+    while True:
+        before = [srv.server.cluster.forwarded for srv in servers if srv.server.cluster]
+        for srv in servers:
+            if srv.server.cluster is not None:
+                await srv.server.cluster.flush()
+        if before == [srv.server.cluster.forwarded for srv in servers if srv.server.cluster]:
+            return

@@ -98,13 +98,16 @@ class InvisibilityDriver:
     plugins: tuple[str, ...] = ()
     hides_full_jid_iqs: bool = False
     plugin_settings: Mapping[str, Mapping[str, object]] = MappingProxyType({})
+    workers: int = 1  # > 1: the scenarios run on a cluster of that many workers
 
-    def __init__(self, *, plugins: Sequence[str] | None = None) -> None:
+    def __init__(self, *, plugins: Sequence[str] | None = None, workers: int = 1) -> None:
         if plugins is not None:
             self.plugins = tuple(plugins)
+        self.workers = workers
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(plugins={self.plugins!r})"
+        extra = f", workers={self.workers}" if self.workers > 1 else ""
+        return f"{type(self).__name__}(plugins={self.plugins!r}{extra})"
 
     async def go_invisible(self, client: TestClient) -> None:
         raise NotImplementedError
@@ -126,8 +129,8 @@ class DirectedPresenceDriver(InvisibilityDriver):
 
     plugins = ("directed-presence",)
 
-    def __init__(self, *, plugins: Sequence[str] | None = None) -> None:
-        super().__init__(plugins=plugins)
+    def __init__(self, *, plugins: Sequence[str] | None = None, workers: int = 1) -> None:
+        super().__init__(plugins=plugins, workers=workers)
         self._shown: weakref.WeakKeyDictionary[TestClient, list[str]] = weakref.WeakKeyDictionary()
 
     async def go_invisible(self, client: TestClient) -> None:

@@ -13,16 +13,19 @@ in the assertion message.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
 
 from casper.storage.base import RosterItem
 from casper.testing.client import TestClient
 from casper.testing.conformance.drivers import C, Driver, condition, request, roundtrip, send
-from casper.testing.harness import TestServer, open_test_server
+from casper.cluster.homes import home_of
+from casper.testing.harness import TestServer, open_test_cluster, open_test_server, settle
 
 ROMEO, JULIET, NURSE, TYBALT = "romeo", "juliet", "nurse", "tybalt"
 ACCOUNTS = (ROMEO, JULIET, NURSE, TYBALT)
@@ -63,8 +66,9 @@ def shape(element: Element) -> tuple[object, ...]:
 class _Stage:
     """The cast on one server: log in and off, and what each one heard since last asked."""
 
-    def __init__(self, srv: TestServer) -> None:
+    def __init__(self, srv: TestServer, cluster: Sequence[TestServer] = ()) -> None:
         self.srv = srv
+        self.cluster = list(cluster)  # the workers, if the server is several
         self.clients: dict[str, TestClient] = {}
         self.transcript: dict[str, list[Element]] = {}
         self._logins: dict[str, AsyncExitStack] = {}
@@ -81,12 +85,29 @@ class _Stage:
         user, _, resource = name.partition("/")
         login = AsyncExitStack()
         client = await login.enter_async_context(
-            self.srv.client(user, resource=resource or "r1", presence=presence)
+            self._via(user).client(user, resource=resource or "r1", presence=presence)
         )
         self.clients[name], self._logins[name] = client, login
         # what the login brought (probe answers, reflections) goes to the transcript only
-        self.transcript.setdefault(name, []).extend(await roundtrip(client))
+        self.transcript.setdefault(name, []).extend(await self.sync(client))
         return client
+
+    def _via(self, user: str) -> TestServer:
+        """The server to connect through: on a cluster, a worker that is not the account's
+        home, so that every stream is piped and every stanza between homes crosses."""
+        if not self.cluster:
+            return self.srv
+        home = home_of(self.srv.jid(user), len(self.cluster))
+        return self.cluster[(home + 1) % len(self.cluster)]
+
+    async def sync(self, client: TestClient) -> list[Element]:
+        """What ``client`` received until a round trip; on a cluster, also everything that
+        what was sent before caused on the other workers."""
+        received = await roundtrip(client)
+        if self.cluster:
+            await settle(self.cluster)
+            received += await roundtrip(client)
+        return received
 
     async def log_in_others(self) -> None:
         """juliet, nurse and tybalt come online; their inboxes are then emptied."""
@@ -104,8 +125,13 @@ class _Stage:
         received since last asked (romeo's goes to the transcript only)."""
         names = sorted(self.clients, key=lambda n: not n.startswith(ROMEO))
         news: dict[str, list[Heard]] = {}
+        arrived = {name: await roundtrip(self.clients[name]) for name in names}
+        if self.cluster:  # what those stanzas caused on other workers arrives too
+            await settle(self.cluster)
+            for name in names:
+                arrived[name] += await roundtrip(self.clients[name])
         for name in names:
-            received = await roundtrip(self.clients[name])
+            received = arrived[name]
             self.transcript[name].extend(received)
             if not name.startswith(ROMEO):
                 news[name] = [summary(e) for e in received]
@@ -132,8 +158,19 @@ AVAILABLE, UNAVAILABLE = _romeo(), _romeo("unavailable")
 @asynccontextmanager
 async def _open_stage(driver: Driver) -> AsyncIterator[_Stage]:
     settings: Any = getattr(driver, "plugin_settings", None) or {}
-    async with open_test_server(plugins=tuple(driver.plugins), accounts=ACCOUNTS, tcp=True,
-                                plugin_settings=settings) as srv:  # fmt: skip
+    workers = getattr(driver, "workers", 1)
+    async with AsyncExitStack() as stack:
+        if workers > 1:
+            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            cluster = await stack.enter_async_context(open_test_cluster(
+                run_dir, workers=workers, plugins=tuple(driver.plugins), accounts=ACCOUNTS,
+                plugin_settings=settings))  # fmt: skip
+            srv = cluster[0]
+        else:
+            cluster = []
+            srv = await stack.enter_async_context(open_test_server(
+                plugins=tuple(driver.plugins), accounts=ACCOUNTS, tcp=True,
+                plugin_settings=settings))  # fmt: skip
         server, romeo = srv.server, srv.jid(ROMEO)
         for name in CONTACTS:
             contact = srv.jid(name)
@@ -145,7 +182,7 @@ async def _open_stage(driver: Driver) -> AsyncIterator[_Stage]:
             )
         stamp = time.time() - AN_HOUR
         await server.db(server.storage.set_last_activity, str(romeo), stamp, LAST_STATUS)
-        stage = _Stage(srv)
+        stage = _Stage(srv, cluster)
         try:
             yield stage
         finally:
@@ -204,7 +241,7 @@ async def _bare_message_outcome(stage: _Stage, sender: str, id_: str) -> tuple[o
     before = await _stored(stage)
     chat = f"<message to='{stage.bare(ROMEO)}' type='chat' id='{id_}'><body>hi</body></message>"
     await stage.clients[sender].send(chat)
-    back = [summary(e) for e in await roundtrip(stage.clients[sender])]
+    back = [summary(e) for e in await stage.sync(stage.clients[sender])]
     heard = await stage.heard()
     heard.pop(sender, None)
     romeo = [summary(e) for e in stage.transcript.get(ROMEO, []) if e.get("id") == id_]
@@ -285,7 +322,7 @@ async def full_jid_chat_works_both_ways_while_invisible(driver: Driver) -> None:
         await send(
             juliet, f"<message to='{stage.full(ROMEO)}' type='chat'><body>hi</body></message>"
         )
-        got = _messages(await roundtrip(romeo))
+        got = _messages(await stage.sync(romeo))
         assert got == [(stage.full(JULIET), "message/chat", "hi")], f"romeo got {got}"
         await send(
             romeo, f"<message to='{stage.full(JULIET)}' type='chat'><body>hello</body></message>"
@@ -331,7 +368,7 @@ async def show_to_one_contact_lets_her_see_and_chat_the_other_sees_nothing(drive
             juliet,
             f"<message to='{stage.bare(ROMEO)}' type='chat' id='j1'><body>hi</body></message>",
         )
-        got = _messages(await roundtrip(romeo))
+        got = _messages(await stage.sync(romeo))
         assert got == [(stage.full(JULIET), "message/chat", "hi")], f"romeo got {got}"
         nurse_outcome = await _bare_message_outcome(stage, NURSE, "n1")
         assert nurse_outcome == ([], {JULIET: [], TYBALT: []}, [], 1), nurse_outcome
@@ -391,8 +428,8 @@ async def full_jid_iqs_are_hidden_exactly_as_claimed(driver: Driver) -> None:
         assert condition(offline) == "service-unavailable", summary(offline)
         romeo = await _hide(stage, driver)
         await juliet.send(f"<iq type='get' id='v2' to='{stage.full(ROMEO)}'>{version}</iq>")
-        back = [e for e in await roundtrip(juliet) if e.get("id") == "v2"]
-        received = await roundtrip(romeo)
+        back = [e for e in await stage.sync(juliet) if e.get("id") == "v2"]
+        received = await stage.sync(romeo)
         if claimed:
             assert [shape(e) for e in back] == [shape(offline)], "not the answer offline gets"
             leaked = [summary(e) for e in received if e.tag == f"{C}iq"]

@@ -1,0 +1,115 @@
+"""The workers' message bus: a ZeroMQ PUSH/PULL mesh over ``ipc://`` sockets.
+
+Every worker binds one PULL socket (its inbox) and connects one PUSH socket to each other
+worker's inbox. ZeroMQ keeps each sender→receiver pair in order, queues while a peer is
+still starting, and frames messages; Trio waits on each socket's notification descriptor.
+
+A message is a list of frames; the first is its kind (:mod:`casper.cluster.wire`).
+
+ZeroMQ's notification descriptor is edge-triggered: it signals new activity only after
+``EVENTS`` has been read, so both loops below check ``EVENTS`` before waiting on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import trio
+import zmq
+
+log = logging.getLogger("casper.cluster.bus")
+HIGH_WATER_MARK = 100_000  # messages queued per peer before a send waits
+Handler = Callable[[int, list[bytes]], None]
+
+
+def inbox_address(run_dir: Path, index: int) -> str:
+    return f"ipc://{run_dir / f'worker-{index}.sock'}"
+
+
+class Bus:
+    """This worker's end of the mesh between ``count`` workers.
+
+    :param index: this worker, ``0 <= index < count``.
+    :param run_dir: directory of the ``ipc://`` sockets, shared by all workers.
+    """
+
+    def __init__(self, index: int, count: int, run_dir: Path) -> None:
+        self.index, self.count = index, count
+        self._me = str(index).encode()
+        self._context = zmq.Context()
+        self._inbox = self._context.socket(zmq.PULL)
+        self._inbox.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+        self._inbox.bind(inbox_address(run_dir, index))
+        self._peers: dict[int, zmq.Socket[bytes]] = {}
+        self._sending: dict[int, trio.Lock] = {}
+        for peer in range(count):
+            if peer == index:
+                continue
+            sock = self._context.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
+            sock.setsockopt(zmq.LINGER, 1000)  # ms to flush at close
+            sock.connect(inbox_address(run_dir, peer))
+            self._peers[peer] = sock
+            self._sending[peer] = trio.Lock()
+
+    def close(self) -> None:
+        for sock in self._peers.values():
+            sock.close()
+        self._inbox.close(linger=0)
+        self._context.term()
+
+    async def send(self, peer: int, frames: Sequence[bytes]) -> None:
+        """Queue ``frames`` for worker ``peer``, waiting while its queue is full.
+
+        Messages to one peer leave in the order of the calls.
+        """
+        sock, lock = self._peers[peer], self._sending[peer]
+        frames = [self._me, *frames]
+        if not lock.locked():
+            try:
+                sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                pass
+        async with lock:  # later senders queue behind the one waiting: order is kept
+            while True:
+                try:
+                    sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                    return
+                except zmq.Again:
+                    await _wait(sock, zmq.POLLOUT)
+
+    async def serve(
+        self, handle: Handler, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Call ``handle(sender, frames)`` for every message received, until cancelled.
+
+        ``handle`` must not block: it starts tasks or queues data instead.
+        """
+        task_status.started()
+        sock = self._inbox
+        received = 0
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                await _wait(sock, zmq.POLLIN)
+                continue
+            try:
+                sender, frames = int(frames[0]), frames[1:]
+                handle(sender, frames)
+            except Exception:
+                log.exception("bus message %r could not be handled", frames[:2])
+            received += 1
+            if received % 64 == 0:
+                await trio.lowlevel.checkpoint()  # others run during a long burst
+
+
+async def _wait(sock: zmq.Socket[bytes], event: int) -> None:
+    """Return once ``sock`` may be ready for ``event`` (re-check by trying)."""
+    if sock.getsockopt(zmq.EVENTS) & event:
+        await trio.lowlevel.checkpoint()
+        return
+    await trio.lowlevel.wait_readable(sock.getsockopt(zmq.FD))

@@ -1,0 +1,144 @@
+"""A client stream carried over the bus between two workers, as a Trio stream.
+
+The worker that accepted a connection relays its (decrypted) bytes through a :class:`Pipe`
+to the account's home worker, where the other end of the pipe is the stream a
+:class:`casper.connection.Connection` runs over. Each direction has a window of
+:data:`WINDOW` bytes: a sender waits for the receiver to have consumed (acknowledged) data
+before sending more, so a slow client or a slow worker holds its peer back, as TCP would.
+Either end closing ends the pipe for both: the other end reads EOF and cannot write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import trio
+
+WINDOW = 256 * 1024  # bytes in flight per direction
+CHUNK = 64 * 1024  # bytes per bus message
+DATA, ACK, END = b"D", b"A", b"E"
+Send = Callable[[Sequence[bytes]], Awaitable[None]]
+
+
+class Pipe(trio.abc.Stream):
+    """One end of a pipe.
+
+    :param send: sends frames to the worker at the other end.
+    :param key: the pipe's identity on both workers (first frame after the kind).
+    :param on_close: called once when this end is closed (to forget the pipe).
+    """
+
+    def __init__(self, send: Send, key: bytes, on_close: Callable[[], None]) -> None:
+        self.key = key
+        self._send_frames = send
+        self._on_close = on_close
+        self._buffer = bytearray()
+        self._credit = WINDOW  # bytes we may still send before an ack
+        self._consumed = 0  # bytes read and not yet acknowledged
+        self._ended = False  # the other end closed
+        self._closed = False  # this end closed
+        self._lot = trio.lowlevel.ParkingLot()  # readers and senders waiting for a change
+
+    # ------------------------------------------------------------ from the bus
+
+    def fed(self, data: bytes) -> None:
+        self._buffer += data
+        self._lot.unpark_all()
+
+    def acked(self, count: int) -> None:
+        self._credit += count
+        self._lot.unpark_all()
+
+    def ended(self) -> None:
+        self._ended = True
+        self._lot.unpark_all()
+
+    # ------------------------------------------------------------ trio.abc.Stream
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while True:
+            self._check_writable()
+            if not view:
+                await trio.lowlevel.checkpoint()
+                return
+            if self._credit <= 0:
+                await self._lot.park()
+                continue
+            size = min(len(view), self._credit, CHUNK)
+            self._credit -= size
+            await self._send_frames([DATA, self.key, bytes(view[:size])])
+            view = view[size:]
+            if not view:
+                return
+
+    async def wait_send_all_might_not_block(self) -> None:
+        while self._credit <= 0 and not (self._closed or self._ended):
+            await self._lot.park()
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        while not self._buffer and not self._ended and not self._closed:
+            await self._lot.park()
+        if self._closed:
+            raise trio.ClosedResourceError("the pipe is closed")
+        if not self._buffer:
+            await trio.lowlevel.checkpoint()
+            return b""  # the other end closed
+        size = len(self._buffer) if max_bytes is None else min(max_bytes, len(self._buffer))
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        self._consumed += size
+        if self._consumed >= WINDOW // 4 and not self._ended:
+            consumed, self._consumed = self._consumed, 0
+            await self._send_frames([ACK, self.key, str(consumed).encode()])
+        else:
+            await trio.lowlevel.checkpoint()
+        return data
+
+    async def aclose(self) -> None:
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        self._lot.unpark_all()
+        self._on_close()
+        if self._ended:
+            await trio.lowlevel.checkpoint()
+            return
+        with trio.CancelScope(shield=True):
+            await self._send_frames([END, self.key])
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the pipe is closed")
+        if self._ended:
+            raise trio.BrokenResourceError("the other end of the pipe closed")
+
+
+class Pipes:
+    """The pipes of one worker, by key, and the dispatch of their bus messages."""
+
+    def __init__(self) -> None:
+        self._pipes: dict[bytes, Pipe] = {}
+
+    def __len__(self) -> int:
+        return len(self._pipes)
+
+    def open(self, send: Send, key: bytes) -> Pipe:
+        pipe = Pipe(send, key, lambda: self._pipes.pop(key, None))
+        self._pipes[key] = pipe
+        return pipe
+
+    def handle(self, kind: bytes, key: bytes, payload: bytes | None) -> None:
+        """A DATA, ACK or END message for pipe ``key`` (ignored once it is closed here)."""
+        pipe = self._pipes.get(key)
+        if pipe is None:
+            return
+        if kind == DATA:
+            pipe.fed(payload or b"")
+        elif kind == ACK:
+            pipe.acked(int(payload or b"0"))
+        else:
+            self._pipes.pop(key, None)
+            pipe.ended()
