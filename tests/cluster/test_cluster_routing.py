@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from casper.cluster.homes import home_of
 from casper.jid import JID
+from casper.storage.base import RosterItem
 from casper.testing import open_test_cluster
+from casper.testing.client import StreamEnded
+
+from tests.reliability.sm_client import sm_login, sm_tag, try_resume
 
 DOMAIN = "localhost"
 
@@ -57,3 +62,109 @@ async def test_messages_cross_between_homes_both_ways_in_order(tmp_path: Path):
             got = await alice.expect(is_message_from(BOB))
             assert got.get("id") == "back"
             assert got.get("from") == str(bob.jid)
+
+
+def is_presence(sender, type_=None):
+    return lambda e: (e.tag.endswith("}presence") and e.get("from") == str(sender)
+                      and e.get("type") == type_)
+
+
+async def wait_for(condition) -> None:
+    with trio.fail_after(5):
+        while not condition():
+            await trio.sleep(0.01)
+
+
+async def test_subscription_presence_and_unavailable_cross_between_homes(tmp_path: Path):
+    async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
+        async with w1.client(ALICE, resource="a", presence=True) as alice:
+            bob_cm = w0.client(BOB, resource="b", presence=True)
+            bob = await bob_cm.__aenter__()
+            try:
+                # subscription handshake: each side's server is a different worker
+                await bob.send(f"<presence to='{alice.jid.bare}' type='subscribe'/>")
+                await alice.expect(lambda e: e.get("type") == "subscribe")
+                await alice.send(f"<presence to='{bob.jid.bare}' type='subscribed'/>")
+                await bob.expect(is_presence(alice.jid))  # alice's presence follows approval
+                # a change of presence crosses too
+                await alice.send("<presence><show>away</show></presence>")
+                away = await bob.expect(is_presence(alice.jid))
+                assert away.findtext("{jabber:client}show") == "away"
+            finally:
+                await bob_cm.__aexit__(None, None, None)
+        # alice's session ended on her home: bob (logging in again) is answered offline
+        async with w1.client(BOB, resource="b2") as bob:
+            await bob.send("<presence/>")
+            offline = await bob.expect(lambda e: e.tag.endswith("}presence")
+                                       and e.get("from", "").startswith(ALICE))  # fmt: skip
+            assert offline.get("type") == "unavailable"
+
+
+async def test_a_client_dropping_its_connection_is_seen_offline_by_contacts_elsewhere(
+    tmp_path: Path,
+):
+    async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
+        for server in (w0, w1):
+            await server.server.rosters.put(
+                JID.make(ALICE, DOMAIN), RosterItem(f"{BOB}@{DOMAIN}", subscription="both"),
+                push=False)  # fmt: skip
+            await server.server.rosters.put(
+                JID.make(BOB, DOMAIN), RosterItem(f"{ALICE}@{DOMAIN}", subscription="both"),
+                push=False)  # fmt: skip
+        async with w0.client(BOB, resource="b", presence=True) as bob:
+            alice = await w1.connect()
+            await alice.open_stream()
+            await alice.starttls(w1.client_context)
+            await alice.authenticate(ALICE, "secret")
+            await alice.bind("a")
+            await alice.send("<presence/>")
+            await bob.expect(is_presence(alice.jid))
+            await alice.stream.aclose()  # no </stream:stream>: the transport just ends
+            await bob.expect(is_presence(alice.jid, "unavailable"))
+            await wait_for(lambda: not w0.server.router.sessions_of(JID.make(ALICE, DOMAIN)))
+
+
+async def test_an_offline_message_is_kept_by_the_home_and_delivered_through_any_worker(
+    tmp_path: Path,
+):
+    async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
+        async with w0.client(BOB, resource="b") as bob:
+            await bob.send(f"<message to='{ALICE}@{DOMAIN}' type='chat' id='later'><body>x</body></message>")
+            await bob.send(f"<iq type='get' id='sync' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")
+            await bob.expect(lambda e: e.get("id") == "sync")
+            count = w0.server.storage.count_offline
+            await wait_for(lambda: count(f"{ALICE}@{DOMAIN}") == 1)
+        async with w1.client(ALICE, resource="a", presence=True) as alice:
+            got = await alice.expect(lambda e: e.get("id") == "later")
+            assert got.get("from") == f"{BOB}@{DOMAIN}/b"
+
+
+async def test_the_same_resource_from_another_worker_replaces_the_first_session(tmp_path: Path):
+    async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
+        async with w0.client(ALICE, resource="same") as first:
+            async with w1.client(ALICE, resource="same") as second:
+                with pytest.raises(StreamEnded) as ended:
+                    await first.expect(lambda e: False)
+                assert ended.value.error == "conflict"
+                (only,) = w0.server.router.sessions_of(JID.make(ALICE, DOMAIN))
+                assert only.jid == second.jid
+
+
+async def test_a_resumable_session_is_resumed_through_either_worker(tmp_path: Path):
+    async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
+        async with w0.client(BOB, resource="b", presence=True) as bob:
+            alice = await sm_login(w1, ALICE, resource="a", presence=True)  # piped to worker 0
+            await bob.send(f"<message to='{alice.jid}' id='m1' type='chat'><body>1</body></message>")
+            await alice.expect(lambda e: e.get("id") == "m1")
+            await alice.close_abruptly()
+            await wait_for(lambda: w0.server.resumable.detached == 1)
+            await bob.send(f"<message to='{alice.jid}' id='m2' type='chat'><body>2</body></message>")
+            for via in (w0, w1):  # at the home itself, then piped again
+                alice.srv = via
+                again, answer = await try_resume(alice)
+                assert answer.tag == sm_tag("resumed"), answer.tag
+                await again.expect(lambda e: e.get("id") == "m2" if via is w0 else e.get("id") == "m3")
+                await again.close_abruptly()
+                await wait_for(lambda: w0.server.resumable.detached == 1)
+                await bob.send(f"<message to='{alice.jid}' id='m3' type='chat'><body>3</body></message>")
+                alice = again
