@@ -107,6 +107,8 @@ class TargetSpec:
     kind: str = "casper"
     source: Path | None = None
     privacy: bool = False
+    workers: int = 1
+    cpus: str | None = None  # with --pin: taskset's CPU list for this target
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -195,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a Casper run from another source tree, repeatable")  # fmt: skip
     t.add_argument("--spawn-casper-privacy", action="store_true",
                    help="a Casper with the privacy-lists strategy and a list per account")  # fmt: skip
+    t.add_argument("--spawn-casper-workers", type=_positive, action="append", default=[],
+                   metavar="N", help="a Casper with N worker processes, repeatable")  # fmt: skip
     t.add_argument("--spawn-prosody", action="store_true", help="Debian's Prosody, private")
     t.add_argument("--spawn-ejabberd", action="store_true", help="Debian's ejabberd, private")
     t.add_argument("--host", help="a running server's address (target 'server')")
@@ -242,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pin", action="store_true", help="pin servers and the bench to one CPU each")
     c.add_argument("--server-cpu", type=int, default=0, help="servers' CPU with --pin (0)")
     c.add_argument("--bench-cpu", type=int, default=1, help="the bench's CPU with --pin (1)")
+    c.add_argument("--cluster-cpus", metavar="LIST",
+                   help="CPUs of --spawn-casper-workers targets with --pin, as taskset -c takes "
+                        "them (default: --server-cpu)")  # fmt: skip
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     o.add_argument("--casper-log-level", default="warning", help="log level of spawned Caspers")
@@ -254,6 +261,9 @@ def target_specs(args: argparse.Namespace) -> list[TargetSpec]:
     specs += [parse_source(text) for text in args.spawn_casper_from]
     if args.spawn_casper_privacy:
         specs.append(TargetSpec("casper-privacy", spawn=True, privacy=True))
+    cluster_cpus = args.cluster_cpus or str(args.server_cpu)
+    specs += [TargetSpec(f"casper-{n}w", spawn=True, workers=n, cpus=cluster_cpus)
+              for n in args.spawn_casper_workers]  # fmt: skip
     if args.spawn_prosody:
         specs.append(TargetSpec("prosody", spawn=True, kind="prosody"))
     if args.spawn_ejabberd:
@@ -399,7 +409,7 @@ def _make_entries(args: argparse.Namespace, specs: Sequence[TargetSpec], root: P
             items = args.privacy_items if spec.privacy else 0
             server = CasperServer(
                 spec.name, directory, Provision(provision.accounts, provision.contacts, items),
-                log_level=args.casper_log_level, source=spec.source,
+                log_level=args.casper_log_level, source=spec.source, workers=spec.workers,
             )  # fmt: skip
         entries.append(Entry(spec, server, None, server.kind, server.version()))
     return entries
@@ -416,7 +426,7 @@ async def _started(entry: Entry, args: argparse.Namespace) -> AsyncIterator[Benc
         return Bench(target, entry.server.provision.accounts, client_ssl_context(cafile),  # type: ignore[union-attr]
                      args.mechanism, args.step_timeout)  # fmt: skip
 
-    cpu = args.server_cpu if args.pin else None
+    cpu = (entry.spec.cpus or str(args.server_cpu)) if args.pin else None
     async with running(entry.server, make_bench, cpu=cpu) as bench:
         yield bench
 

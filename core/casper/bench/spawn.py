@@ -178,6 +178,7 @@ class CasperServer(SpawnedServer):
 
     log_level: str = "warning"
     source: Path | None = None
+    workers: int = 1
     kind = "casper"
     stop_signal = signal.SIGINT
 
@@ -188,6 +189,7 @@ class CasperServer(SpawnedServer):
         (self.root / "casper.toml").write_text(
             f"[server]\ndomain = {quote(self.domain)}\nhost = {quote(LOOPBACK)}\n"
             f"port = {self.port}\ntls_port = false\ndata_dir = {quote(str(data_dir))}\n"
+            f"workers = {self.workers}\n"
             f"[auth]\nscram_iterations = {ITERATIONS}\n"
             "[limits]\nmax_connections_per_ip = false\nstanza_rate = false\n"
             f"{plugins}[log]\nlevel = {quote(self.log_level)}\n",
@@ -279,8 +281,9 @@ async def _stop(process: trio.Process, stop_signal: int) -> None:
             await process.wait()
 
 
-def pinned(command: list[str], cpu: int | None) -> list[str]:
-    """``command`` under ``taskset -c cpu`` (unchanged when ``cpu`` is None)."""
+def pinned(command: list[str], cpu: int | str | None) -> list[str]:
+    """``command`` under ``taskset -c cpu`` (a CPU or a list such as ``0,1``; unchanged
+    when ``cpu`` is None)."""
     if cpu is None:
         return command
     taskset = shutil.which("taskset")
@@ -294,13 +297,13 @@ async def running(
     server: SpawnedServer,
     make_bench: object,
     *,
-    cpu: int | None = None,
+    cpu: int | str | None = None,
     start_timeout: float = 60.0,
 ) -> AsyncIterator[Bench]:
     """Start ``server``, provision it on its first start, yield a :class:`Bench` for it.
 
     :param make_bench: ``make_bench(target, cafile) -> Bench``.
-    :param cpu: pin the server to this CPU.
+    :param cpu: pin the server to this CPU (or CPU list).
     """
     if not server.root.exists():
         server.root.mkdir(parents=True)

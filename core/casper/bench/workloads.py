@@ -114,19 +114,48 @@ def percentile(sorted_values: Sequence[float], percent: float) -> float:
     return sorted_values[rank - 1]
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a supervisor and its worker processes), Linux ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
 def read_rss_kb(pid: int) -> int:
-    """Return ``VmRSS`` of process ``pid`` in KiB (Linux ``/proc``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise OSError(f"no VmRSS for process {pid}")
+    """Return ``VmRSS`` in KiB of process ``pid`` and its descendants (Linux ``/proc``)."""
+    total = 0
+    for member in process_tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+                break
+        else:
+            raise OSError(f"no VmRSS for process {member}")
+    return total
 
 
 def read_cpu_seconds(pid: int) -> float:
-    """Return the user + system CPU time process ``pid`` has used, in seconds (Linux ``/proc``)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """Return the user + system CPU time process ``pid`` and its descendants have used, in
+    seconds (Linux ``/proc``)."""
+    total = 0.0
+    for member in process_tree(pid):
+        stat = Path(f"/proc/{member}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 class CpuMeter:
