@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 import trio
 import trio.testing
@@ -23,21 +21,21 @@ class Wire:
         self.b = self.sides[1].open(self._sender(1), b"k")
 
     def _sender(self, side: int):
-        async def send(frames: Sequence[bytes]) -> None:
+        async def send(kind: bytes, key: bytes, payload: bytes) -> None:
             await trio.lowlevel.checkpoint()
-            frames = list(frames)
+            frames = [kind, key, payload]
             self.frames.append((side, frames))
             if side == 0 and self.held:
                 self._held.append(frames)
                 return
-            self.sides[1 - side].handle(frames[0], frames[1], frames[2] if len(frames) > 2 else None)
+            self.sides[1 - side].handle(kind, key, payload)
 
         return send
 
     def release(self) -> None:
         self.held = False
         for frames in self._held:
-            self.sides[1].handle(frames[0], frames[1], frames[2] if len(frames) > 2 else None)
+            self.sides[1].handle(*frames)
         self._held.clear()
 
 
@@ -116,5 +114,5 @@ async def test_a_sender_waiting_for_credit_is_broken_when_the_other_end_closes()
 async def test_frames_for_an_unknown_pipe_are_ignored():
     pipes = Pipes()
     pipes.handle(DATA, b"nobody", b"data")
-    pipes.handle(END, b"nobody", None)
+    pipes.handle(END, b"nobody", b"")
     assert len(pipes) == 0

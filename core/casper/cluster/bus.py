@@ -4,7 +4,9 @@ Every worker binds one PULL socket (its inbox) and connects one PUSH socket to e
 worker's inbox. ZeroMQ keeps each sender→receiver pair in order, queues while a peer is
 still starting, and frames messages; Trio waits on each socket's notification descriptor.
 
-A message is a list of frames; the first is its kind (:mod:`casper.cluster.wire`).
+A message is one ZeroMQ frame: the sender's index and the message kind (a byte each), the
+length of a key (a byte) and the key, then the payload (:mod:`casper.cluster.worker` says
+what kinds mean). One frame per message: each frame costs a call into libzmq.
 
 ZeroMQ's notification descriptor is edge-triggered: it signals new activity only after
 ``EVENTS`` has been read, so both loops below check ``EVENTS`` before waiting on it.
@@ -13,7 +15,7 @@ ZeroMQ's notification descriptor is edge-triggered: it signals new activity only
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -21,7 +23,7 @@ import zmq
 
 log = logging.getLogger("casper.cluster.bus")
 HIGH_WATER_MARK = 100_000  # messages queued per peer before a send waits
-Handler = Callable[[int, list[bytes]], None]
+Handler = Callable[[int, bytes, bytes, bytes], None]  # sender, kind, key, payload
 
 
 def inbox_address(run_dir: Path, index: int) -> str:
@@ -37,7 +39,7 @@ class Bus:
 
     def __init__(self, index: int, count: int, run_dir: Path) -> None:
         self.index, self.count = index, count
-        self._me = str(index).encode()
+        self._me = bytes((index,))
         self._context = zmq.Context()
         self._inbox = self._context.socket(zmq.PULL)
         self._inbox.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
@@ -60,23 +62,23 @@ class Bus:
         self._inbox.close(linger=0)
         self._context.term()
 
-    async def send(self, peer: int, frames: Sequence[bytes]) -> None:
-        """Queue ``frames`` for worker ``peer``, waiting while its queue is full.
+    async def send(self, peer: int, kind: bytes, key: bytes = b"", payload: bytes = b"") -> None:
+        """Queue a message for worker ``peer``, waiting while its queue is full.
 
         Messages to one peer leave in the order of the calls.
         """
         sock, lock = self._peers[peer], self._sending[peer]
-        frames = [self._me, *frames]
+        message = b"".join((self._me, kind, bytes((len(key),)), key, payload))
         if not lock.locked():
             try:
-                sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                sock.send(message, zmq.NOBLOCK)
                 return
             except zmq.Again:
                 pass
         async with lock:  # later senders queue behind the one waiting: order is kept
             while True:
                 try:
-                    sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                    sock.send(message, zmq.NOBLOCK)
                     return
                 except zmq.Again:
                     await _wait(sock, zmq.POLLOUT)
@@ -84,7 +86,8 @@ class Bus:
     async def serve(
         self, handle: Handler, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Call ``handle(sender, frames)`` for every message received, until cancelled.
+        """Call ``handle(sender, kind, key, payload)`` for every message received, until
+        cancelled.
 
         ``handle`` must not block: it starts tasks or queues data instead.
         """
@@ -93,15 +96,15 @@ class Bus:
         received = 0
         while True:
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                message = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 await _wait(sock, zmq.POLLIN)
                 continue
             try:
-                sender, frames = int(frames[0]), frames[1:]
-                handle(sender, frames)
+                end = 3 + message[2]
+                handle(message[0], message[1:2], message[3:end], message[end:])
             except Exception:
-                log.exception("bus message %r could not be handled", frames[:2])
+                log.exception("bus message %r could not be handled", message[:40])
             received += 1
             if received % 64 == 0:
                 await trio.lowlevel.checkpoint()  # others run during a long burst

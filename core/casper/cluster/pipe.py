@@ -10,27 +10,27 @@ Either end closing ends the pipe for both: the other end reads EOF and cannot wr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import trio
 
 WINDOW = 256 * 1024  # bytes in flight per direction
 CHUNK = 64 * 1024  # bytes per bus message
 DATA, ACK, END = b"D", b"A", b"E"
-Send = Callable[[Sequence[bytes]], Awaitable[None]]
+Send = Callable[[bytes, bytes, bytes], Awaitable[None]]  # kind, key, payload
 
 
 class Pipe(trio.abc.Stream):
     """One end of a pipe.
 
-    :param send: sends frames to the worker at the other end.
-    :param key: the pipe's identity on both workers (first frame after the kind).
+    :param send: sends ``(kind, key, payload)`` to the worker at the other end.
+    :param key: the pipe's identity on both workers.
     :param on_close: called once when this end is closed (to forget the pipe).
     """
 
     def __init__(self, send: Send, key: bytes, on_close: Callable[[], None]) -> None:
         self.key = key
-        self._send_frames = send
+        self._send = send
         self._on_close = on_close
         self._buffer = bytearray()
         self._credit = WINDOW  # bytes we may still send before an ack
@@ -67,7 +67,7 @@ class Pipe(trio.abc.Stream):
                 continue
             size = min(len(view), self._credit, CHUNK)
             self._credit -= size
-            await self._send_frames([DATA, self.key, bytes(view[:size])])
+            await self._send(DATA, self.key, bytes(view[:size]))
             view = view[size:]
             if not view:
                 return
@@ -91,7 +91,7 @@ class Pipe(trio.abc.Stream):
         self._consumed += size
         if self._consumed >= WINDOW // 4 and not self._ended:
             consumed, self._consumed = self._consumed, 0
-            await self._send_frames([ACK, self.key, str(consumed).encode()])
+            await self._send(ACK, self.key, str(consumed).encode())
         else:
             await trio.lowlevel.checkpoint()
         return data
@@ -107,7 +107,7 @@ class Pipe(trio.abc.Stream):
             await trio.lowlevel.checkpoint()
             return
         with trio.CancelScope(shield=True):
-            await self._send_frames([END, self.key])
+            await self._send(END, self.key, b"")
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -130,15 +130,15 @@ class Pipes:
         self._pipes[key] = pipe
         return pipe
 
-    def handle(self, kind: bytes, key: bytes, payload: bytes | None) -> None:
+    def handle(self, kind: bytes, key: bytes, payload: bytes) -> None:
         """A DATA, ACK or END message for pipe ``key`` (ignored once it is closed here)."""
         pipe = self._pipes.get(key)
         if pipe is None:
             return
         if kind == DATA:
-            pipe.fed(payload or b"")
+            pipe.fed(payload)
         elif kind == ACK:
-            pipe.acked(int(payload or b"0"))
+            pipe.acked(int(payload))
         else:
             self._pipes.pop(key, None)
             pipe.ended()

@@ -1,14 +1,15 @@
 """A worker's part in the cluster: forwarding stanzas to their accounts' homes, and
 piping authenticated client streams there (see :mod:`casper.cluster`).
 
-Messages on the bus (first frame, then the rest):
+Messages on the bus (kind, key, payload):
 
-- ``S`` + stanza XML: route this stanza here, where its addressee is at home.
-- ``O`` + key, username, pending bytes: run the client stream of an
-  account authenticated by the sender, starting at the stream restart after SASL.
-- ``D``/``A``/``E`` + key (+ payload): data, acknowledgement and end of a pipe.
-- ``F`` + token, answered by ``f`` + token: a marker behind the stanzas forwarded so
-  far; the answer says they have all been routed (:meth:`Cluster.flush`).
+- ``S``, -, stanza XML: route this stanza here, where its addressee is at home.
+- ``O``, pipe key, username + NUL + pending bytes: run the client stream of an account
+  authenticated by the sender, starting at the stream restart after SASL.
+- ``D``/``A``/``E``, pipe key, data / bytes consumed / -: a pipe's data, acknowledgement
+  and end.
+- ``F``, token, -, answered by ``f``, token: a marker behind the stanzas forwarded so far;
+  the answer says they have all been routed (:meth:`Cluster.flush`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("casper.cluster")
 STANZA, OPEN, FLUSH, FLUSHED = b"S", b"O", b"F", b"f"
 FORWARD_QUEUE = 10_000  # stanzas queued per peer worker before forwarding waits
+HOMES_CACHED = 4096  # JIDs whose home is remembered (then the cache starts over)
 HANDOFF_GRACE = 5.0  # seconds the home may take to finish after the client went away
 
 
@@ -72,11 +74,17 @@ class Cluster:
         self._inbound: dict[int, trio.MemorySendChannel[bytes | _Marker]] = {}
         self._flushes: dict[bytes, trio.Event] = {}
         self.forwarded = 0  #: stanzas sent to other workers so far
+        self._homes: dict[JID, int] = {}  # of recently seen JIDs
 
     # ------------------------------------------------------------------ homes
 
     def home(self, account: JID) -> int:
-        return home_of(account, self.count)
+        home = self._homes.get(account)
+        if home is None:
+            if len(self._homes) >= HOMES_CACHED:
+                self._homes.clear()
+            home = self._homes[account] = home_of(account, self.count)
+        return home
 
     def elsewhere(self, account: JID) -> bool:
         """Whether ``account`` (of the served domain) lives on another worker."""
@@ -117,9 +125,9 @@ class Cluster:
     ) -> None:
         async for item in queued:
             if isinstance(item, _Marker):
-                await self._bus.send(peer, [FLUSH, item.token])
+                await self._bus.send(peer, FLUSH, item.token)
             else:
-                await self._bus.send(peer, [STANZA, item])
+                await self._bus.send(peer, STANZA, b"", item)
 
     async def _route_forwarded(
         self, sender: int, queued: trio.MemoryReceiveChannel[bytes | _Marker]
@@ -128,7 +136,7 @@ class Cluster:
         router = self._server.router
         async for item in queued:
             if isinstance(item, _Marker):
-                await self._bus.send(sender, [FLUSHED, item.token])
+                await self._bus.send(sender, FLUSHED, item.token)
                 continue
             try:
                 stanza = Stanza.from_element(fromstring(item))
@@ -143,7 +151,7 @@ class Cluster:
         home = self.home(JID.make(username, self._server.domain))
         key = f"{self.index}.{next(self._keys)}".encode()
         pipe = self._pipes.open(partial(self._bus.send, home), key)
-        await self._bus.send(home, [OPEN, key, username.encode(), pending])
+        await self._bus.send(home, OPEN, key, username.encode() + b"\0" + pending)
         async with trio.open_nursery() as nursery:
 
             async def client_to_home() -> None:
@@ -174,20 +182,19 @@ class Cluster:
 
     # ------------------------------------------------------------------ the bus
 
-    def _handle(self, sender: int, frames: list[bytes]) -> None:
-        kind = frames[0]
+    def _handle(self, sender: int, kind: bytes, key: bytes, payload: bytes) -> None:
         if kind == STANZA:
-            self._inbound[sender].send_nowait(frames[1])  # unbounded: never refuses
+            self._inbound[sender].send_nowait(payload)  # unbounded: never refuses
+        elif kind in (DATA, ACK, END):
+            self._pipes.handle(kind, key, payload)
         elif kind == FLUSH:
-            self._inbound[sender].send_nowait(_Marker(frames[1]))
+            self._inbound[sender].send_nowait(_Marker(key))
         elif kind == FLUSHED:
-            event = self._flushes.pop(frames[1], None)
+            event = self._flushes.pop(key, None)
             if event is not None:
                 event.set()
-        elif kind in (DATA, ACK, END):
-            self._pipes.handle(kind, frames[1], frames[2] if len(frames) > 2 else None)
         elif kind == OPEN:
-            key, username, pending = frames[1:4]
+            username, _, pending = payload.partition(b"\0")
             assert self._nursery is not None
             # open now: the stream's data follows this message before _adopt runs
             pipe = self._pipes.open(partial(self._bus.send, sender), key)
