@@ -21,11 +21,17 @@ from .supervisor import read_run_dir
 from .worker import WorkerPlace
 
 
+BACKLOG = 4096
+
+
 def _listeners(fds: dict[str, Any], kind: str) -> list[trio.SocketListener]:
-    return [
-        trio.SocketListener(trio.socket.from_stdlib_socket(socket.socket(fileno=fd)))
-        for fd in fds.get(kind, [])
-    ]
+    """The supervisor's sockets of ``kind``, listening from now on (if not yet)."""
+    listeners = []
+    for fd in fds.get(kind, []):
+        sock = socket.socket(fileno=fd)
+        sock.listen(BACKLOG)
+        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+    return listeners
 
 
 async def _serve(config: Config, place: WorkerPlace, fds: dict[str, Any], index: int) -> None:

@@ -37,7 +37,6 @@ from casper.storage import open_storage
 log = logging.getLogger("casper.cluster")
 STOP_SECONDS = 15.0  # a worker still running this long after SIGTERM is killed
 CONFIG_FILE, LISTENERS_FILE, SECRET_FILE = "config.pickle", "listeners.json", "secret"
-BACKLOG = 4096
 
 
 def unready_plugins(pm: pluggy.PluginManager) -> list[str]:
@@ -60,7 +59,8 @@ def check_cluster_config(config: Config) -> None:
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:
-    """Bound, listening, inheritable TCP sockets for ``host``:``port`` (every address)."""
+    """Bound, inheritable TCP sockets for ``host``:``port`` (every address). Workers make
+    them listen when they are ready to accept, so nobody connects before one is."""
     sockets = []
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     for family, kind, proto, _name, address in infos:
@@ -69,7 +69,6 @@ def _listen(host: str, port: int) -> list[socket.socket]:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
-        sock.listen(BACKLOG)
         sock.set_inheritable(True)
         sockets.append(sock)
         port = sock.getsockname()[1]  # 0: the other families take the same port

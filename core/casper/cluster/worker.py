@@ -3,7 +3,8 @@ piping authenticated client streams there (see :mod:`casper.cluster`).
 
 Messages on the bus (kind, key, payload):
 
-- ``S``, -, stanza XML: route this stanza here, where its addressee is at home.
+- ``S``, -, stanzas (XML, in a ``<batch/>``): route them here, where their addressees
+  are at home.
 - ``O``, pipe key, username + NUL + pending bytes: run the client stream of an account
   authenticated by the sender, starting at the stream restart after SASL.
 - ``D``/``A``/``E``, pipe key, data / bytes consumed / -: a pipe's data, acknowledgement
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
     from casper.server import Server
 
 log = logging.getLogger("casper.cluster")
-STANZA, OPEN, FLUSH, FLUSHED = b"S", b"O", b"F", b"f"
+STANZAS, OPEN, FLUSH, FLUSHED = b"S", b"O", b"F", b"f"
+BATCH = 256  # stanzas forwarded in one message at most
+BATCH_OPEN, BATCH_CLOSE = b"<batch xmlns='jabber:client'>", b"</batch>"  # around them
 FORWARD_QUEUE = 10_000  # stanzas queued per peer worker before forwarding waits
 HOMES_CACHED = 4096  # JIDs whose home is remembered (then the cache starts over)
 HANDOFF_GRACE = 5.0  # seconds the home may take to finish after the client went away
@@ -95,12 +98,12 @@ class Cluster:
     async def forward(self, stanza: Stanza, account: JID) -> None:
         """Send ``stanza`` to ``account``'s home, which routes it (order kept per pair)."""
         self.forwarded += 1
-        await self._forward[self.home(account)].send(serialize(stanza.element, default_ns=""))
+        await self._forward[self.home(account)].send(serialize(stanza.element))
 
     def forward_nowait(self, stanza: Stanza, account: JID) -> bool:
         """Like :meth:`forward` without waiting; ``False`` if that home's queue is full."""
         try:
-            self._forward[self.home(account)].send_nowait(serialize(stanza.element, default_ns=""))
+            self._forward[self.home(account)].send_nowait(serialize(stanza.element))
         except trio.WouldBlock:
             log.warning("forwarding queue to worker %d full: stanza %s dropped",
                         self.home(account), stanza.id)  # fmt: skip
@@ -123,11 +126,27 @@ class Cluster:
     async def _send_forwarded(
         self, peer: int, queued: trio.MemoryReceiveChannel[bytes | _Marker]
     ) -> None:
-        async for item in queued:
-            if isinstance(item, _Marker):
-                await self._bus.send(peer, FLUSH, item.token)
-            else:
-                await self._bus.send(peer, STANZA, b"", item)
+        """Send what is queued for ``peer``: the stanzas queued at once go as one message."""
+        async for first in queued:
+            items = [first]
+            while len(items) < BATCH:
+                try:
+                    items.append(queued.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            stanzas: list[bytes] = []
+            for item in items:
+                if isinstance(item, _Marker):
+                    await self._send_stanzas(peer, stanzas)
+                    stanzas = []
+                    await self._bus.send(peer, FLUSH, item.token)
+                else:
+                    stanzas.append(item)
+            await self._send_stanzas(peer, stanzas)
+
+    async def _send_stanzas(self, peer: int, stanzas: list[bytes]) -> None:
+        if stanzas:
+            await self._bus.send(peer, STANZAS, b"", b"".join((BATCH_OPEN, *stanzas, BATCH_CLOSE)))
 
     async def _route_forwarded(
         self, sender: int, queued: trio.MemoryReceiveChannel[bytes | _Marker]
@@ -139,10 +158,15 @@ class Cluster:
                 await self._bus.send(sender, FLUSHED, item.token)
                 continue
             try:
-                stanza = Stanza.from_element(fromstring(item))
-                await router.route(stanza)
+                stanzas = [Stanza.from_element(element) for element in fromstring(item)]
             except Exception:
-                log.exception("a forwarded stanza could not be routed")
+                log.exception("stanzas forwarded by worker %d could not be read", sender)
+                continue
+            for stanza in stanzas:
+                try:
+                    await router.route(stanza)
+                except Exception:
+                    log.exception("a forwarded stanza could not be routed")
 
     # ------------------------------------------------------------------ client streams
 
@@ -183,7 +207,7 @@ class Cluster:
     # ------------------------------------------------------------------ the bus
 
     def _handle(self, sender: int, kind: bytes, key: bytes, payload: bytes) -> None:
-        if kind == STANZA:
+        if kind == STANZAS:
             self._inbound[sender].send_nowait(payload)  # unbounded: never refuses
         elif kind in (DATA, ACK, END):
             self._pipes.handle(kind, key, payload)
