@@ -3,11 +3,11 @@ worker whichever worker the client connected to, and stanzas cross between homes
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
-
 from casper.cluster.homes import home_of
 from casper.jid import JID
 from casper.storage.base import RosterItem
@@ -41,7 +41,9 @@ async def test_a_session_lives_on_its_accounts_home_whichever_worker_accepted_it
             jid = bob.jid
             assert w1.server.router.session_for(jid) is not None
             assert w0.server.router.session_for(jid) is None
-            await bob.send(f"<iq type='get' id='p1' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")
+            await bob.send(
+                f"<iq type='get' id='p1' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            )
             answer = await bob.expect(lambda e: e.get("id") == "p1")
             assert answer.get("type") == "result"
         with trio.fail_after(5):
@@ -50,23 +52,34 @@ async def test_a_session_lives_on_its_accounts_home_whichever_worker_accepted_it
 
 
 async def test_messages_cross_between_homes_both_ways_in_order(tmp_path: Path):
-    async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
-        async with w1.client(ALICE, resource="a", presence=True) as alice, \
-                w0.client(BOB, resource="b", presence=True) as bob:
-            for n in range(20):
-                await alice.send(f"<message to='{bob.jid}' type='chat' id='m{n}'><body>{n}</body></message>")
-            for n in range(20):
-                got = await bob.expect(is_message_from(ALICE))
-                assert got.get("id") == f"m{n}"
-            await bob.send(f"<message to='{alice.jid.bare}' type='chat' id='back'><body>hi</body></message>")
-            got = await alice.expect(is_message_from(BOB))
-            assert got.get("id") == "back"
-            assert got.get("from") == str(bob.jid)
+    async with (
+        open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1),
+        w1.client(ALICE, resource="a", presence=True) as alice,
+        w0.client(BOB, resource="b", presence=True) as bob,
+    ):
+        for n in range(20):
+            await alice.send(
+                f"<message to='{bob.jid}' type='chat' id='m{n}'><body>{n}</body></message>"
+            )
+        for n in range(20):
+            got = await bob.expect(is_message_from(ALICE))
+            assert got.get("id") == f"m{n}"
+        await bob.send(
+            f"<message to='{alice.jid.bare}' type='chat' id='back'><body>hi</body></message>"
+        )
+        got = await alice.expect(is_message_from(BOB))
+        assert got.get("id") == "back"
+        assert got.get("from") == str(bob.jid)
 
 
 def is_presence(sender, type_=None):
-    return lambda e: (e.tag.endswith("}presence") and e.get("from") == str(sender)
-                      and e.get("type") == type_)
+    return lambda e: (
+        e.tag.endswith("}presence") and e.get("from") == str(sender) and e.get("type") == type_
+    )
+
+
+def has_id(wanted: str, element) -> bool:
+    return element.get("id") == wanted
 
 
 async def wait_for(condition) -> None:
@@ -129,8 +142,12 @@ async def test_an_offline_message_is_kept_by_the_home_and_delivered_through_any_
 ):
     async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
         async with w0.client(BOB, resource="b") as bob:
-            await bob.send(f"<message to='{ALICE}@{DOMAIN}' type='chat' id='later'><body>x</body></message>")
-            await bob.send(f"<iq type='get' id='sync' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")
+            await bob.send(
+                f"<message to='{ALICE}@{DOMAIN}' type='chat' id='later'><body>x</body></message>"
+            )
+            await bob.send(
+                f"<iq type='get' id='sync' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            )
             await bob.expect(lambda e: e.get("id") == "sync")
             count = w0.server.storage.count_offline
             await wait_for(lambda: count(f"{ALICE}@{DOMAIN}") == 1)
@@ -140,31 +157,37 @@ async def test_an_offline_message_is_kept_by_the_home_and_delivered_through_any_
 
 
 async def test_the_same_resource_from_another_worker_replaces_the_first_session(tmp_path: Path):
-    async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
-        async with w0.client(ALICE, resource="same") as first:
-            async with w1.client(ALICE, resource="same") as second:
-                with pytest.raises(StreamEnded) as ended:
-                    await first.expect(lambda e: False)
-                assert ended.value.error == "conflict"
-                (only,) = w0.server.router.sessions_of(JID.make(ALICE, DOMAIN))
-                assert only.jid == second.jid
+    async with (
+        open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1),
+        w0.client(ALICE, resource="same") as first,
+        w1.client(ALICE, resource="same") as second,
+    ):
+        with pytest.raises(StreamEnded) as ended:
+            await first.expect(lambda e: False)
+        assert ended.value.error == "conflict"
+        (only,) = w0.server.router.sessions_of(JID.make(ALICE, DOMAIN))
+        assert only.jid == second.jid
 
 
 async def test_a_resumable_session_is_resumed_through_either_worker(tmp_path: Path):
-    async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
-        async with w0.client(BOB, resource="b", presence=True) as bob:
-            alice = await sm_login(w1, ALICE, resource="a", presence=True)  # piped to worker 0
-            await bob.send(f"<message to='{alice.jid}' id='m1' type='chat'><body>1</body></message>")
-            await alice.expect(lambda e: e.get("id") == "m1")
-            await alice.close_abruptly()
+    async with (
+        open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1),
+        w0.client(BOB, resource="b", presence=True) as bob,
+    ):
+        alice = await sm_login(w1, ALICE, resource="a", presence=True)  # piped to worker 0
+        await bob.send(f"<message to='{alice.jid}' id='m1' type='chat'><body>1</body></message>")
+        await alice.expect(lambda e: e.get("id") == "m1")
+        await alice.close_abruptly()
+        await wait_for(lambda: w0.server.resumable.detached == 1)
+        await bob.send(f"<message to='{alice.jid}' id='m2' type='chat'><body>2</body></message>")
+        for via, waiting in ((w0, "m2"), (w1, "m3")):  # at the home, then piped again
+            alice.srv = via
+            again, answer = await try_resume(alice)
+            assert answer.tag == sm_tag("resumed"), answer.tag
+            await again.expect(partial(has_id, waiting))
+            await again.close_abruptly()
             await wait_for(lambda: w0.server.resumable.detached == 1)
-            await bob.send(f"<message to='{alice.jid}' id='m2' type='chat'><body>2</body></message>")
-            for via in (w0, w1):  # at the home itself, then piped again
-                alice.srv = via
-                again, answer = await try_resume(alice)
-                assert answer.tag == sm_tag("resumed"), answer.tag
-                await again.expect(lambda e: e.get("id") == "m2" if via is w0 else e.get("id") == "m3")
-                await again.close_abruptly()
-                await wait_for(lambda: w0.server.resumable.detached == 1)
-                await bob.send(f"<message to='{alice.jid}' id='m3' type='chat'><body>3</body></message>")
-                alice = again
+            await bob.send(
+                f"<message to='{alice.jid}' id='m3' type='chat'><body>3</body></message>"
+            )
+            alice = again

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-
 from casper.cluster.pipe import ACK, CHUNK, DATA, END, WINDOW, Pipe, Pipes
 
 

@@ -36,7 +36,9 @@ def homed_on(index: int, prefix: str) -> str:
 
 
 def workers_of(process: CasperProcess) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(process.proc.pid)], capture_output=True, text=True)
+    found = subprocess.run(
+        ["pgrep", "-P", str(process.proc.pid)], capture_output=True, text=True, check=False
+    )
     return [int(pid) for pid in found.stdout.split()]
 
 
@@ -68,7 +70,9 @@ def test_users_on_different_homes_subscribe_see_presence_and_chat(cluster, run_a
         cluster.add_user(name)
 
     async def scenario() -> None:
-        peers = [Peer(cluster, name, "secret", direct_tls=i % 2 == 1) for i, name in enumerate(names)]
+        peers = [
+            Peer(cluster, name, "secret", direct_tls=i % 2 == 1) for i, name in enumerate(names)
+        ]
         for peer in peers:
             await peer.login()
         try:
@@ -136,5 +140,3 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
-
-

@@ -112,7 +112,7 @@ class Bus:
 
 async def _wait(sock: zmq.Socket[bytes], event: int) -> None:
     """Return once ``sock`` may be ready for ``event`` (re-check by trying)."""
-    if sock.getsockopt(zmq.EVENTS) & event:
+    if int(sock.getsockopt(zmq.EVENTS)) & event:
         await trio.lowlevel.checkpoint()
         return
-    await trio.lowlevel.wait_readable(sock.getsockopt(zmq.FD))
+    await trio.lowlevel.wait_readable(int(sock.getsockopt(zmq.FD)))

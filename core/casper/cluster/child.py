@@ -20,7 +20,6 @@ from casper.server import C2SListener
 from .supervisor import read_run_dir
 from .worker import WorkerPlace
 
-
 BACKLOG = 4096
 
 

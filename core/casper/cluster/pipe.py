@@ -11,6 +11,7 @@ Either end closing ends the pipe for both: the other end reads EOF and cannot wr
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 
@@ -126,9 +127,12 @@ class Pipes:
         return len(self._pipes)
 
     def open(self, send: Send, key: bytes) -> Pipe:
-        pipe = Pipe(send, key, lambda: self._pipes.pop(key, None))
+        pipe = Pipe(send, key, partial(self._forget, key))
         self._pipes[key] = pipe
         return pipe
+
+    def _forget(self, key: bytes) -> None:
+        self._pipes.pop(key, None)
 
     def handle(self, kind: bytes, key: bytes, payload: bytes) -> None:
         """A DATA, ACK or END message for pipe ``key`` (ignored once it is closed here)."""

@@ -115,7 +115,7 @@ class Cluster:
         """Return once every stanza this worker forwarded so far has been routed by its
         home (what that routing forwarded in turn may still be on its way)."""
         waits = []
-        for peer, queue in self._forward.items():
+        for queue in self._forward.values():
             marker = _Marker(f"{self.index}.{next(self._keys)}".encode())
             self._flushes[marker.token] = event = trio.Event()
             await queue.send(marker)

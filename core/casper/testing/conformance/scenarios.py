@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from casper.cluster.homes import home_of
 from casper.storage.base import RosterItem
 from casper.testing.client import TestClient
 from casper.testing.conformance.drivers import C, Driver, condition, request, roundtrip, send
-from casper.cluster.homes import home_of
 from casper.testing.harness import TestServer, open_test_cluster, open_test_server, settle
 
 ROMEO, JULIET, NURSE, TYBALT = "romeo", "juliet", "nurse", "tybalt"
