@@ -9,13 +9,14 @@ run on several workers is refused before anything starts.
 
 from __future__ import annotations
 
+import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from casper.bench.workloads import process_tree
 from casper.cluster.homes import home_of
 from casper.jid import JID
 
@@ -36,10 +37,7 @@ def homed_on(index: int, prefix: str) -> str:
 
 
 def workers_of(process: CasperProcess) -> list[int]:
-    found = subprocess.run(
-        ["pgrep", "-P", str(process.proc.pid)], capture_output=True, text=True, check=False
-    )
-    return [int(pid) for pid in found.stdout.split()]
+    return process_tree(process.proc.pid)[1:]
 
 
 @pytest.fixture
@@ -119,7 +117,7 @@ def test_a_worker_that_dies_stops_the_others_with_status_1(
     process.wait_for_listeners(4)
     pids = workers_of(process)
     assert len(pids) == 2
-    subprocess.run(["kill", "-KILL", str(pids[0])], check=True)
+    os.kill(pids[0], signal.SIGKILL)
     assert process.proc.wait(timeout=20) == 1
     process.drain()
     assert "exited with status -9: stopping the others" in process.log
