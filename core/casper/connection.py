@@ -55,6 +55,7 @@ FLUSH_SECONDS = 5.0
 READ_GRACE = 1.0  # seconds the reader goes on after a failed write (input may be pending)
 TOO_MANY_FAILURES = "too many failed attempts; try again later"
 BATCH = 256  # queued items coalesced into one write
+IDLE_MEMORY_AFTER = 1.0  # seconds without writing after which the parser frees expat's state
 _STANZAS = (MESSAGE, PRESENCE, IQ)
 
 
@@ -396,6 +397,7 @@ class Connection:
         """Write the backlog (resumption), then queued items, coalescing what is already
         queued into one send; ask for acks (``<r/>``) when stanzas wait for one."""
         request_at = math.inf  # when to send <r/>
+        shed_at = trio.current_time() + IDLE_MEMORY_AFTER  # when to free the parser's memory
         try:
             while True:
                 batch: list[Outgoing] = []
@@ -403,15 +405,20 @@ class Connection:
                     batch.extend(self._backlog[:BATCH])
                     del self._backlog[:BATCH]
                 else:
-                    with trio.move_on_at(request_at) as waiting:
+                    with trio.move_on_at(min(request_at, shed_at)) as waiting:
                         batch = await _next_batch(receive)
                     if not batch and not waiting.cancelled_caught:
                         break  # the outbox was closed and is empty
+                    if not batch and trio.current_time() >= shed_at:
+                        self.neg.release_idle_memory()  # the reader is waiting: safe now
+                        shed_at = math.inf
+                        continue
                     if not batch:  # stanzas have waited long enough for an ack
                         await self.stream.send_all(sm.REQUEST_DATA)
                         session.sm.request_sent()
                         request_at = math.inf
                         continue
+                shed_at = trio.current_time() + IDLE_MEMORY_AFTER
                 if session.discard_queued or (session.sm.counting and session.closing is not None):
                     self._unwritten.extend(i for i in batch if _worth_keeping(i))  # rescued
                     continue

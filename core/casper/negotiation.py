@@ -341,6 +341,12 @@ class C2SNegotiation(SaslNegotiation):
         bind a resource instead."""
         self._dispatch(Input.RESUME_FAILED, failure)
 
+    def release_idle_memory(self) -> None:
+        """The stream is idle: let the parser free expat's state if it is between stanzas
+        (it comes back with the next bytes)."""
+        if self._state is State.ESTABLISHED and not self._inbox:
+            self._parser.hibernate()
+
     def take_pending(self) -> bytes:
         """Right after :class:`Authenticated`: the client's bytes not yet parsed, which
         belong to the restarted stream. The caller takes the stream over (it is handed to

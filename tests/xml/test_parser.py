@@ -96,22 +96,38 @@ SPLITS: dict[str, Callable[[bytes], Iterator[bytes]]] = {"whole": whole, "bytewi
 
 
 def parse(
-    data: bytes, split: Callable[[bytes], Iterator[bytes]] = whole, **kwargs: Any
+    data: bytes,
+    split: Callable[[bytes], Iterator[bytes]] = whole,
+    *,
+    hibernate: bool = False,
+    **kwargs: Any,
 ) -> list[Any]:
+    """Feed ``data`` in ``split`` chunks, draining after each (and, with ``hibernate``,
+    letting the parser free expat between chunks whenever it may)."""
     parser = XMLStreamParser(**kwargs)
     events = []
     for chunk in split(data):
         parser.feed(chunk)
         events += drain(parser)
+        if hibernate:
+            parser.hibernate()
     return events
 
 
-def fail_condition(data: bytes, split: Callable[[bytes], Iterator[bytes]], **kwargs: Any) -> str:
+def fail_condition(
+    data: bytes,
+    split: Callable[[bytes], Iterator[bytes]],
+    *,
+    hibernate: bool = False,
+    **kwargs: Any,
+) -> str:
     parser = XMLStreamParser(**kwargs)
     with pytest.raises(RemoteProtocolError) as info:
         for chunk in split(data):
             parser.feed(chunk)
             drain(parser)
+            if hibernate:
+                parser.hibernate()
     return info.value.condition
 
 
@@ -553,3 +569,72 @@ def test_text_longer_than_the_character_buffer_arrives_whole(split) -> None:
         OPENED,
         stanza(C + "message", None, None, el(C + "body", None, body.decode())),
     ]
+
+
+# -- hibernation: expat freed between stanzas ------------------------------------------
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+@pytest.mark.parametrize(("data", "expected"), **named(VALID_CASES))
+def test_hibernating_between_chunks_yields_the_same_events(
+    data: bytes, expected: list[Any], split: Any
+) -> None:
+    assert parse(data, split, hibernate=True) == expected
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+@pytest.mark.parametrize(("data", "condition"), **named(ERROR_CASES))
+def test_hibernating_between_chunks_raises_the_same_faults(
+    data: bytes, condition: str, split: Any
+) -> None:
+    assert fail_condition(data, split, hibernate=True, **LIMITS) == condition
+
+
+def test_hibernation_frees_expat_only_between_stanzas() -> None:
+    parser = XMLStreamParser()
+    assert not parser.hibernate()  # before the stream header
+    parser.feed(HEADER)
+    drain(parser)
+    assert parser.hibernate()
+    assert parser._expat is None
+    parser.feed(b"<message><bo")
+    assert not parser.hibernate()  # inside a stanza
+    parser.feed(b"dy>hi</body></message>  ")
+    assert len(drain(parser)) == 1
+    assert parser.hibernate()  # whitespace after a stanza does not stop it
+    parser.feed(b"</stream:stream>")
+    assert drain(parser) == [norm(StreamClosed())]
+    assert not parser.hibernate()  # the stream is over
+
+
+def test_prefixes_declared_on_the_root_still_apply_after_waking() -> None:
+    header = (
+        b"<s:stream xmlns:s='http://etherx.jabber.org/streams' xmlns='jabber:server'"
+        b" xmlns:db='jabber:server:dialback' xmlns:q='a&quot;b'>"
+    )
+    parser = XMLStreamParser()
+    parser.feed(header)
+    drain(parser)
+    assert parser.hibernate()
+    parser.feed(b"<db:result from='a' to='b'>key</db:result><message q:x='1'/>")
+    events = drain(parser)
+    result, message = (event[1] for event in events)
+    assert result[0] == "{jabber:server:dialback}result"
+    assert message[0] == "{jabber:server}message"
+    assert message[1] == {'{a"b}x': "1"}
+
+
+def test_the_size_cap_counts_from_the_right_place_after_waking() -> None:
+    limit = len(HEADER) + 50  # the header obeys the cap too
+    parser = XMLStreamParser(max_stanza_bytes=limit)
+    parser.feed(HEADER)
+    drain(parser)
+    body = b"x" * (limit - len(b"<message><body></body></message>"))
+    for _ in range(3):
+        assert parser.hibernate()
+        parser.feed(b"<message><body>" + body + b"</body></message>")  # exactly the cap
+        assert len(drain(parser)) == 1
+    assert parser.hibernate()
+    with pytest.raises(RemoteProtocolError) as info:
+        parser.feed(b"<message><body>" + body + b"x</body></message>")  # one byte more
+    assert info.value.condition == "policy-violation"

@@ -21,6 +21,9 @@ Error handling: every peer fault raises :class:`~casper.errors.RemoteProtocolErr
 stream error condition; the parser is then dead and raises the same error on every later call.
 
 Resource handling: only the bytes since the end of the last event handed out are retained.
+Between stanzas, :meth:`XMLStreamParser.hibernate` frees expat's state (~14 KiB): the next
+:meth:`~XMLStreamParser.feed` starts a new expat parser, primed with a start tag that
+declares the root's namespaces again, so the stream goes on as one document.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from xml.parsers import expat
 
 from casper.errors import LocalProtocolError, RemoteProtocolError
 from casper.xml.events import NEED_DATA, Event, NeedData, StanzaReceived, StreamClosed, StreamOpened
+from casper.xml.serializer import escape_attr
 
 STREAM_NS = "http://etherx.jabber.org/streams"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
@@ -137,7 +141,10 @@ class XMLStreamParser:
         self._empty_end: int | None = None  # set if the current stanza is <empty/>
         self._builder: TreeBuilder | None = None
         self._error: RemoteProtocolError | None = None
-        self._expat = self._make_expat()
+        self._decls: list[tuple[str | None, str | None]] = []  # the root's namespaces
+        self._offset = 0  # absolute offset of expat's byte 0 (negative after a wake-up)
+        self._waking = False  # the current expat parser is reading the primer tag
+        self._expat: expat.XMLParserType | None = self._make_expat()
 
     # -- public API --------------------------------------------------------------------
 
@@ -150,10 +157,11 @@ class XMLStreamParser:
         self._raise_if_dead()
         if self._eof:
             raise LocalProtocolError("feed() called after feed_eof()")
-        self._buf += data
-        self._fed += len(data)
         try:
-            self._expat.Parse(data, False)
+            parser = self._expat or self._wake()
+            self._buf += data
+            self._fed += len(data)
+            parser.Parse(data, False)
             self._settle()
         except RemoteProtocolError as exc:
             self._die(exc)
@@ -186,6 +194,40 @@ class XMLStreamParser:
         self._read_pos = end
         self._trim()
         return event
+
+    def hibernate(self) -> bool:
+        """Free expat's state if the stream is between stanzas with nothing pending.
+
+        :return: whether it was freed (or already was).
+        """
+        if self._expat is None:
+            return True
+        idle = (
+            self._opened and not self._closed and self._error is None and self._depth == 1
+            and self._start is None and self._next == len(self._events)
+            and not self._buf.strip(_WS)
+        )  # fmt: skip
+        if idle:
+            self._expat = None
+            self._read_pos = self._scanned = self._fed  # whitespace need not be kept
+            self._trim()
+        return idle
+
+    def _wake(self) -> expat.XMLParserType:
+        """A new expat parser, past a start tag that stands for the root."""
+        attrs = "".join(
+            f' xmlns{":" + prefix if prefix else ""}="{escape_attr(uri or "")}"'
+            for prefix, uri in self._decls
+        )
+        # the root's own prefix; None if its namespace was the default one
+        root = next((p for p, uri in self._decls if uri == STREAM_NS and p), None)
+        primer = f"<{root + ':' if root else ''}stream{attrs}>".encode()
+        parser = self._expat = self._make_expat()
+        self._offset = self._fed - len(primer)
+        self._depth, self._waking = 0, True
+        parser.Parse(primer, False)
+        self._waking = False
+        return parser
 
     def trailing_bytes(self) -> bytes:
         """Return the raw bytes fed after the end of the last event :meth:`next_event` returned.
@@ -230,31 +272,34 @@ class XMLStreamParser:
     def _on_namespace(self, prefix: str | None, uri: str | None) -> None:
         if uri is not None and _SEP in uri:  # recent expat refuses this itself (CVE-2022-25236)
             self._fail("not-well-formed", f"namespace name {uri!r} contains {_SEP!r}")
-        if self._depth == 0 and prefix is None:
-            self._root_ns = uri
+        if self._depth == 0 and not self._waking:
+            self._decls.append((prefix, uri))
+            if prefix is None:
+                self._root_ns = uri
 
     def _on_start(self, name: str, attrs: dict[str, str]) -> None:
         depth = self._depth = self._depth + 1
         if depth > self._max_depth:
             self._fail("policy-violation", f"elements nested deeper than {self._max_depth}")
         if depth == 1:
-            self._open_stream(name, attrs)
+            if not self._waking:
+                self._open_stream(name, attrs)
             return
         if depth == 2:
-            self._start = self._expat.CurrentByteIndex
+            self._start = self._position()
             end = self._tag_end()
             self._check_size(end)
             self._empty_end = end if self._ends_empty(end) else None
             self._builder = TreeBuilder()
         else:
-            self._check_size(self._expat.CurrentByteIndex)
+            self._check_size(self._position())
         assert self._builder is not None
         self._builder.start(_clark(name), _clark_attrs(attrs))
 
     def _on_text(self, data: str) -> None:
         if self._depth >= 2:
             assert self._builder is not None
-            self._check_size(self._expat.CurrentByteIndex)
+            self._check_size(self._position())
             self._builder.data(data)
         elif data.strip(" \t\r\n"):
             self._fail("not-well-formed", "text directly inside <stream:stream>")
@@ -301,9 +346,14 @@ class XMLStreamParser:
         Only valid in a start handler, or in an end handler for an ``</end>`` tag: for an
         empty-element tag expat reports the end event at the offset *after* the tag.
         """
-        match = _TAG_END.match(self._buf, self._expat.CurrentByteIndex - self._buf_start)
+        match = _TAG_END.match(self._buf, self._position() - self._buf_start)
         assert match is not None, "expat accepted a tag that is not in the buffer"
         return self._buf_start + match.end()
+
+    def _position(self) -> int:
+        """Absolute offset of what expat is reporting."""
+        assert self._expat is not None
+        return self._offset + self._expat.CurrentByteIndex
 
     def _ends_empty(self, end: int) -> bool:
         """Tell whether the start tag ending at ``end`` is an empty-element tag (``/>``)."""
