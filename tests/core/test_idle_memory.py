@@ -24,9 +24,7 @@ async def test_an_idle_connection_frees_expat_and_the_stream_goes_on(
         busy = live_expat_parsers()
         await trio.sleep(0.3)  # nothing written to romeo for a while
         assert live_expat_parsers() == busy - 1  # the server's parser of romeo's stream
-        await romeo.send(
-            "<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
-        )
+        await romeo.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
         answer = await romeo.expect(lambda e: e.get("id") == "p1")
         assert answer.get("type") == "result"
         assert live_expat_parsers() == busy
