@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import getpass
 import importlib
 import logging
@@ -173,6 +174,9 @@ async def serve_reloading(config: Config, **serve_options: Any) -> None:
     with trio.open_signal_receiver(*wanted) as signals:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(partial(serve, config, **serve_options))
+            # what exists now (modules, plugins, configuration) lives as long as the
+            # process: keep it out of the cyclic collector's full passes, which are pauses
+            gc.freeze()
             await _handle_signals(server, signals)
 
 

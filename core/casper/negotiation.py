@@ -441,6 +441,7 @@ class C2SNegotiation(SaslNegotiation):
         self._closed = Closed(error)
         self._out.append(self._closed)
         self._scram = self._password = None
+        self._parser.close()
         self._state = State.CLOSED
         return State.CLOSED
 
@@ -449,6 +450,7 @@ class C2SNegotiation(SaslNegotiation):
         self._end(stream_error(error.condition, error.text) + STREAM_CLOSE, error)
 
     def _restart(self) -> State:
+        self._parser.close()
         self._parser = XMLStreamParser(**self._limits)
         self._header_sent = False
         return State.HEADER

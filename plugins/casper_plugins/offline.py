@@ -93,9 +93,12 @@ def parse_stored(xml: str) -> Stanza:
     """Turn a stanza stored with ``Server.serialize`` back into a :class:`Stanza`."""
     parser = XMLStreamParser(max_stanza_bytes=_STORED_MAX_BYTES)
     header = stream_header(from_="stored", id="stored").replace(b"<?xml version='1.0'?>", b"")
-    parser.feed(header + xml.encode())
-    parser.next_event()  # StreamOpened
-    event = parser.next_event()
+    try:
+        parser.feed(header + xml.encode())
+        parser.next_event()  # StreamOpened
+        event = parser.next_event()
+    finally:
+        parser.close()
     if isinstance(event, StanzaReceived):
         return Stanza.from_element(event.element)
     raise ValueError(f"stored stanza is incomplete: {xml[:80]!r}")

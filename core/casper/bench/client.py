@@ -150,6 +150,7 @@ class BenchClient:
 
     async def _restart(self) -> Element:
         """Open a new stream and return the server's ``<stream:features/>``."""
+        self._parser.close()
         self._parser = XMLStreamParser(max_stanza_bytes=MAX_STANZA_BYTES)
         await self.stream.send_all(_stream_open(self.domain))
         while True:

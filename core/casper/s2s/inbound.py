@@ -171,6 +171,7 @@ class InboundStream:
         self._restart()
 
     def _restart(self, carry: bytes = b"") -> None:
+        self._parser.close()
         self._parser = XMLStreamParser(**self._limits)
         self._inbox[:0] = carry
         self._header_sent = False

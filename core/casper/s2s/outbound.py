@@ -141,6 +141,7 @@ class OutboundStream:
         self.peer_certificate = peer_certificate
         self._awaiting_tls = False
         self._inbox.clear()
+        self._parser.close()
         self._parser = XMLStreamParser(**self._limits)
         self._send_header()
 
@@ -251,6 +252,7 @@ class OutboundStream:
             self._end(STREAM_CLOSE, StreamError("policy-violation", "the peer refused TLS"))
         elif tag == wire.SASL_SUCCESS and state is State.SASL:
             self.mechanism = "EXTERNAL"
+            self._parser.close()
             self._parser = XMLStreamParser(**self._limits)
             self._send_header()
         elif tag == wire.SASL_FAILURE and state is State.SASL:

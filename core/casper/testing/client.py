@@ -204,6 +204,7 @@ class TestClient:
         return self.jid
 
     def _restart(self) -> None:
+        self._parser.close()
         self._parser = XMLStreamParser(max_stanza_bytes=16 * 1024 * 1024)
 
     async def close(self) -> None:

@@ -195,6 +195,12 @@ class XMLStreamParser:
         self._trim()
         return event
 
+    def close(self) -> None:
+        """No more input: free expat now. (Its handlers refer to this parser, a cycle that
+        only the cyclic garbage collector would otherwise free, in a pause of its own.)"""
+        self._expat = None
+        self._eof = True
+
     def hibernate(self) -> bool:
         """Free expat's state if the stream is between stanzas with nothing pending.
 
@@ -394,6 +400,7 @@ class XMLStreamParser:
 
     def _die(self, error: RemoteProtocolError) -> None:
         self._error = error
+        self._expat = None  # see close()
         self._events.clear()
         self._next = 0
         self._buf.clear()
