@@ -30,6 +30,7 @@ from casper.bench.workloads import (
     Bench,
     CpuMeter,
     close_all,
+    collector_paused,
     for_each,
     open_clients,
     percentile,
@@ -172,12 +173,13 @@ async def measure_presence(
                 await done[0].wait()  # every contact is subscribed and online
             started = time.perf_counter()
             cpu = CpuMeter(bench.target.pid)
-            for n in range(1, updates + 1):
-                await window.acquire()
-                sent_at[n] = time.perf_counter_ns()
-                await hub_client.send(b"<presence><status>u%d</status></presence>" % n)
-            with trio.fail_after(bench.step_timeout):
-                await done[updates].wait()
+            with collector_paused():
+                for n in range(1, updates + 1):
+                    await window.acquire()
+                    sent_at[n] = time.perf_counter_ns()
+                    await hub_client.send(b"<presence><status>u%d</status></presence>" % n)
+                with trio.fail_after(bench.step_timeout):
+                    await done[updates].wait()
             elapsed = time.perf_counter() - started
             cpu_figures = cpu.figures("presence")
     finally:
