@@ -123,14 +123,18 @@ class Connection:
                 self.username = event.username
                 self.server.limits.auth_succeeded(event.username)
                 cluster = self.server.cluster
-                if cluster is not None and cluster.elsewhere(
-                    JID.make(event.username, self.server.domain)
-                ):
-                    self.hand_off = self.neg.take_pending()
-                    return None
+                if cluster is not None:
+                    await cluster.auth_succeeded(event.username)
+                    if cluster.elsewhere(JID.make(event.username, self.server.domain)):
+                        self.hand_off = self.neg.take_pending()
+                        return None
             elif isinstance(event, neg.AuthFailed):
                 now = trio.current_time()
                 self.server.limits.auth_failed(self.peer, event.username, event.condition, now)
+                if self.server.cluster is not None:  # every worker counts it
+                    await self.server.cluster.auth_failed(
+                        self.peer, event.username, event.condition
+                    )
             elif isinstance(event, neg.BindRequested):
                 self._bind(event.resource)
             elif isinstance(event, neg.ResumeRequested):

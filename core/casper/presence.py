@@ -273,10 +273,18 @@ class PresenceService:
         contact's home worker (:mod:`casper.cluster`), whose answer is routed back."""
         cluster = self._server.cluster
         if cluster is not None and contact.local is not None and cluster.elsewhere(contact):
-            probe = make_stanza("presence", from_=observer, to=contact, type="probe")
-            await cluster.forward(probe, contact)
+            await cluster.probe(contact, observer, session.jid)
         else:
             await self._answer_local_probe(contact, observer, session)
+
+    async def answer_cluster_probe(self, contact: JID, observer: JID, reply_to: JID) -> None:
+        """A probe of a local contact from a session living on another worker, answered as
+        :meth:`_answer_local_probe` would (to that session alone)."""
+        stanzas, shown = await self.probe_answer(contact, observer)
+        for stanza in stanzas:
+            self.deliver_presence(stanza.readdressed(to=reply_to))
+        for s in shown:
+            s.seen_by.add(observer if observer in s.directed_to else observer.bare)
 
     async def _answer_local_probe(self, contact: JID, observer: JID, session: Session) -> None:
         """A local session asks for a contact's presence: answer straight to it.

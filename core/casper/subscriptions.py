@@ -146,7 +146,7 @@ class Subscriptions:
         if contact.domain == self._server.domain:
             for session in self._server.router.sessions_of(account):
                 if session.available:
-                    await self._presence._answer_local_probe(contact, account, session)
+                    await self._presence._probe_local(contact, account, session)
 
     async def _in_unsubscribe(self, stanza: Stanza, account: JID, contact: JID,
                               item: RosterItem | None) -> None:  # fmt: skip

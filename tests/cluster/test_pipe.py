@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from casper.cluster.pipe import ACK, CHUNK, DATA, END, WINDOW, Pipe, Pipes
+from casper.cluster.pipe import ACK, CHUNK, CLOSE, DATA, WINDOW, Pipe, Pipes
 
 
 class Wire:
@@ -82,7 +82,7 @@ async def test_closing_one_end_gives_eof_to_the_reader_and_breaks_the_writer():
         await wire.a.send_all(b"closed here")
     assert len(wire.sides[0]) == len(wire.sides[1]) == 0  # both ends forgotten
     await wire.b.aclose()
-    assert [f[0] for side, f in wire.frames if side == 1 and f[0] == END] == []  # no echo
+    assert [f[0] for side, f in wire.frames if side == 1 and f[0] == CLOSE] == []  # no echo
 
 
 async def test_a_blocked_reader_is_woken_by_the_other_end_closing():
@@ -113,5 +113,19 @@ async def test_a_sender_waiting_for_credit_is_broken_when_the_other_end_closes()
 async def test_frames_for_an_unknown_pipe_are_ignored():
     pipes = Pipes()
     pipes.handle(DATA, b"nobody", b"data")
-    pipes.handle(END, b"nobody", b"")
+    pipes.handle(CLOSE, b"nobody", b"")
     assert len(pipes) == 0
+
+
+async def test_after_send_eof_the_other_end_reads_eof_and_can_still_answer():
+    wire = Wire()
+    await wire.a.send_all(b"last request")
+    await wire.a.send_eof()
+    assert await wire.b.receive_some() == b"last request"
+    assert await wire.b.receive_some() == b""
+    await wire.b.send_all(b"the answer")  # the pipe is half-closed, not gone
+    await wire.b.aclose()
+    assert await wire.a.receive_some() == b"the answer"
+    assert await wire.a.receive_some() == b""
+    with pytest.raises(trio.ClosedResourceError):
+        await wire.a.send_all(b"after eof")

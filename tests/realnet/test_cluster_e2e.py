@@ -138,3 +138,19 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_workers_stop_when_the_supervisor_is_killed(
+    tmp_path: Path, start_casper: Callable[..., CasperProcess]
+):
+    process = start_casper("serve", "--workers", "2", "--port", "0", "--data-dir",
+                           tmp_path / "data", cwd=tmp_path)  # fmt: skip
+    process.wait_for_listeners(4)
+    pids = workers_of(process)
+    assert len(pids) == 2
+    process.proc.kill()  # SIGKILL: the supervisor cannot pass anything on
+    process.proc.wait(timeout=5)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids), "workers left serving without a supervisor"

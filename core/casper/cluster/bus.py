@@ -23,6 +23,7 @@ import zmq
 
 log = logging.getLogger("casper.cluster.bus")
 HIGH_WATER_MARK = 100_000  # messages queued per peer before a send waits
+RECONNECT_MS = 5
 Handler = Callable[[int, bytes, bytes, bytes], None]  # sender, kind, key, payload
 
 
@@ -40,6 +41,7 @@ class Bus:
     def __init__(self, index: int, count: int, run_dir: Path) -> None:
         self.index, self.count = index, count
         self._me = bytes((index,))
+        self._closed = False
         self._context = zmq.Context()
         self._inbox = self._context.socket(zmq.PULL)
         self._inbox.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
@@ -51,14 +53,19 @@ class Bus:
                 continue
             sock = self._context.socket(zmq.PUSH)
             sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
-            sock.setsockopt(zmq.LINGER, 1000)  # ms to flush at close
+            # a peer still starting: retry its socket soon (the default waits 100 ms,
+            # while what is sent meanwhile is queued)
+            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
             sock.connect(inbox_address(run_dir, peer))
             self._peers[peer] = sock
             self._sending[peer] = trio.Lock()
 
     def close(self) -> None:
+        """Close every socket at once, dropping what is still queued: the workers stop
+        together, and waiting for a peer that is gone would block the event loop."""
+        self._closed = True
         for sock in self._peers.values():
-            sock.close()
+            sock.close(linger=0)
         self._inbox.close(linger=0)
         self._context.term()
 
@@ -66,7 +73,11 @@ class Bus:
         """Queue a message for worker ``peer``, waiting while its queue is full.
 
         Messages to one peer leave in the order of the calls.
+
+        :raises trio.ClosedResourceError: the bus is closed (the worker is stopping).
         """
+        if self._closed:
+            raise trio.ClosedResourceError("the bus is closed")
         sock, lock = self._peers[peer], self._sending[peer]
         message = b"".join((self._me, kind, bytes((len(key),)), key, payload))
         if not lock.locked():

@@ -1,11 +1,15 @@
-"""A worker process: ``python -m casper.cluster.child RUN_DIR INDEX`` (started by
-:mod:`casper.cluster.supervisor`, never by hand)."""
+"""A worker process: ``python -m casper.cluster.child RUN_DIR INDEX SUPERVISOR_PID``
+(started by :mod:`casper.cluster.supervisor`, never by hand)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import hashlib
 import logging
+import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -43,8 +47,22 @@ async def _serve(config: Config, place: WorkerPlace, fds: dict[str, Any], index:
     )  # fmt: skip
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _stop_with(supervisor: int) -> bool:
+    """Have the kernel send SIGTERM when the supervisor dies (Linux), so no worker is left
+    serving on its own; ``False`` if it is already gone."""
+    name = ctypes.util.find_library("c")
+    if name is not None and sys.platform.startswith("linux"):
+        ctypes.CDLL(name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    return os.getppid() == supervisor
+
+
 def main(argv: list[str]) -> int:
-    run_dir, index = Path(argv[0]), int(argv[1])
+    run_dir, index, supervisor = Path(argv[0]), int(argv[1]), int(argv[2])
+    if not _stop_with(supervisor):
+        return 1
     config, secret, fds = read_run_dir(run_dir)
     logging.basicConfig(level=config.log_level.upper(),
                         format=f"worker {index}: {LOG_FORMAT}")  # fmt: skip

@@ -9,6 +9,7 @@ unknown SCRAM users, and the dialback secret unless configured) are passed throu
 private run directory, which also holds the bus sockets and is removed at the end.
 
 Error handling: a worker that exits on its own stops the others; the exit status is then 1.
+A worker whose supervisor dies gets SIGTERM from the kernel (Linux) and stops.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import pickle
 import secrets
 import shutil
@@ -132,7 +134,8 @@ async def _supervise(config: Config, run_dir: Path,
         async with trio.open_nursery() as nursery:
             processes = []
             for index in range(config.workers):
-                command = [sys.executable, "-m", "casper.cluster.child", str(run_dir), str(index)]
+                command = [sys.executable, "-m", "casper.cluster.child", str(run_dir),
+                           str(index), str(os.getpid())]  # fmt: skip
                 processes.append(await trio.lowlevel.open_process(command, pass_fds=fds))
             done = trio.Event()
             exits: list[tuple[int, int]] = []

@@ -5,12 +5,22 @@ Messages on the bus (kind, key, payload):
 
 - ``S``, -, stanzas (XML, in a ``<batch/>``): route them here, where their addressees
   are at home.
-- ``O``, pipe key, username + NUL + pending bytes: run the client stream of an account
+- ``P``, -, contact NUL observer NUL reply-to: a presence probe of a local contact for an
+  account living on the sender; answered to ``reply-to`` only, as a probe between two
+  local accounts is (:meth:`casper.presence.PresenceService.answer_cluster_probe`).
+- ``N``, -, from NUL to: an available presence the sender forwarded reached nobody here;
+  the session that sent it no longer counts ``to`` among those who saw it (so it never
+  gets an unavailable for a presence it never got).
+- ``L``, -, address NUL account NUL condition / ``K``, -, account: an authentication
+  failure, or success, seen by the sender: every worker applies the same limits.
+- ``O``, pipe key, username NUL pending bytes: run the client stream of an account
   authenticated by the sender, starting at the stream restart after SASL.
-- ``D``/``A``/``E``, pipe key, data / bytes consumed / -: a pipe's data, acknowledgement
-  and end.
+- ``D``/``A``/``E``/``C``, pipe key, data / bytes consumed / - / -: a pipe's data,
+  acknowledgement, end of data and close.
 - ``F``, token, -, answered by ``f``, token: a marker behind the stanzas forwarded so far;
   the answer says they have all been routed (:meth:`Cluster.flush`).
+
+Stanzas, probes and flush markers to one worker go through one queue, in order.
 """
 
 from __future__ import annotations
@@ -32,18 +42,19 @@ from casper.xml import serialize
 
 from .bus import Bus
 from .homes import home_of
-from .pipe import ACK, DATA, END, Pipe, Pipes
+from .pipe import ACK, CLOSE, DATA, EOF, Pipe, Pipes
+from .relay import relay
 
 if TYPE_CHECKING:
     from casper.server import Server
 
 log = logging.getLogger("casper.cluster")
-STANZAS, OPEN, FLUSH, FLUSHED = b"S", b"O", b"F", b"f"
+STANZAS, PROBE, UNDELIVERED, OPEN = b"S", b"P", b"N", b"O"
+AUTH_FAILED, AUTH_OK, FLUSH, FLUSHED = b"L", b"K", b"F", b"f"
 BATCH = 256  # stanzas forwarded in one message at most
 BATCH_OPEN, BATCH_CLOSE = b"<batch xmlns='jabber:client'>", b"</batch>"  # around them
-FORWARD_QUEUE = 10_000  # stanzas queued per peer worker before forwarding waits
+FORWARD_QUEUE = 10_000  # items queued per peer worker before forwarding waits
 HOMES_CACHED = 4096  # JIDs whose home is remembered (then the cache starts over)
-HANDOFF_GRACE = 5.0  # seconds the home may take to finish after the client went away
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,18 @@ class _Marker:
     token: bytes
 
 
+@dataclass(frozen=True)
+class _Probe:
+    """A probe of a contact for ``observer``, answered to ``reply_to`` alone."""
+
+    contact: JID
+    observer: JID
+    reply_to: JID
+
+
+Queued = bytes | _Marker | _Probe  # bytes: one serialized stanza (outbound) or a batch
+
+
 class Cluster:
     """This worker's view of the cluster; ``server.cluster`` while serving."""
 
@@ -73,10 +96,10 @@ class Cluster:
         self._pipes = Pipes()
         self._keys = itertools.count(1)
         self._nursery: trio.Nursery | None = None
-        self._forward: dict[int, trio.MemorySendChannel[bytes | _Marker]] = {}
-        self._inbound: dict[int, trio.MemorySendChannel[bytes | _Marker]] = {}
+        self._forward: dict[int, trio.MemorySendChannel[Queued]] = {}
+        self._inbound: dict[int, trio.MemorySendChannel[Queued]] = {}
         self._flushes: dict[bytes, trio.Event] = {}
-        self.forwarded = 0  #: stanzas sent to other workers so far
+        self.forwarded = 0  #: stanzas and probes sent to other workers so far
         self._homes: dict[JID, int] = {}  # of recently seen JIDs
 
     # ------------------------------------------------------------------ homes
@@ -111,6 +134,12 @@ class Cluster:
         self.forwarded += 1
         return True
 
+    async def probe(self, contact: JID, observer: JID, reply_to: JID) -> None:
+        """Ask ``contact``'s home what ``observer`` may see of it; the answer goes to the
+        session ``reply_to`` alone."""
+        self.forwarded += 1
+        await self._forward[self.home(contact)].send(_Probe(contact, observer, reply_to))
+
     async def flush(self) -> None:
         """Return once every stanza this worker forwarded so far has been routed by its
         home (what that routing forwarded in turn may still be on its way)."""
@@ -123,9 +152,7 @@ class Cluster:
         for event in waits:
             await event.wait()
 
-    async def _send_forwarded(
-        self, peer: int, queued: trio.MemoryReceiveChannel[bytes | _Marker]
-    ) -> None:
+    async def _send_forwarded(self, peer: int, queued: trio.MemoryReceiveChannel[Queued]) -> None:
         """Send what is queued for ``peer``: the stanzas queued at once go as one message."""
         async for first in queued:
             items = [first]
@@ -136,12 +163,18 @@ class Cluster:
                     break
             stanzas: list[bytes] = []
             for item in items:
+                if isinstance(item, bytes):
+                    stanzas.append(item)
+                    continue
+                await self._send_stanzas(peer, stanzas)
+                stanzas = []
                 if isinstance(item, _Marker):
-                    await self._send_stanzas(peer, stanzas)
-                    stanzas = []
                     await self._bus.send(peer, FLUSH, item.token)
                 else:
-                    stanzas.append(item)
+                    jids = (item.contact, item.observer, item.reply_to)
+                    await self._bus.send(
+                        peer, PROBE, b"", b"\0".join(str(j).encode() for j in jids)
+                    )
             await self._send_stanzas(peer, stanzas)
 
     async def _send_stanzas(self, peer: int, stanzas: list[bytes]) -> None:
@@ -149,53 +182,92 @@ class Cluster:
             await self._bus.send(peer, STANZAS, b"", b"".join((BATCH_OPEN, *stanzas, BATCH_CLOSE)))
 
     async def _route_forwarded(
-        self, sender: int, queued: trio.MemoryReceiveChannel[bytes | _Marker]
+        self, sender: int, queued: trio.MemoryReceiveChannel[Queued]
     ) -> None:
-        """Route stanzas another worker forwarded, one at a time in their order."""
-        router = self._server.router
+        """Route what another worker forwarded, one at a time in their order."""
         async for item in queued:
-            if isinstance(item, _Marker):
-                await self._bus.send(sender, FLUSHED, item.token)
-                continue
             try:
-                stanzas = [Stanza.from_element(element) for element in fromstring(item)]
+                if isinstance(item, _Marker):
+                    await self._bus.send(sender, FLUSHED, item.token)
+                elif isinstance(item, _Probe):
+                    await self._server.presence.answer_cluster_probe(
+                        item.contact, item.observer, item.reply_to
+                    )
+                else:
+                    await self._route_batch(sender, item)
+            except trio.ClosedResourceError:
+                return  # the bus is closed: stopping
             except Exception:
-                log.exception("stanzas forwarded by worker %d could not be read", sender)
-                continue
-            for stanza in stanzas:
-                try:
-                    await router.route(stanza)
-                except Exception:
-                    log.exception("a forwarded stanza could not be routed")
+                log.exception("what worker %d forwarded could not be handled", sender)
+
+    async def _route_batch(self, sender: int, batch: bytes) -> None:
+        try:
+            stanzas = [Stanza.from_element(element) for element in fromstring(batch)]
+        except Exception:
+            log.exception("stanzas forwarded by worker %d could not be read", sender)
+            return
+        presence = self._server.presence
+        for stanza in stanzas:
+            try:
+                if stanza.kind == "presence" and stanza.type is None:
+                    # available presence: the sender counts it as seen until told otherwise
+                    if not presence.deliver_presence(stanza):
+                        await self._undelivered(sender, stanza)
+                else:
+                    await self._server.router.route(stanza)
+            except trio.ClosedResourceError:
+                raise
+            except Exception:
+                log.exception("a forwarded stanza could not be routed")
+
+    async def _undelivered(self, sender: int, stanza: Stanza) -> None:
+        assert stanza.from_ is not None and stanza.to is not None
+        await self._bus.send(sender, UNDELIVERED, b"", b"%s\0%s" % (
+            str(stanza.from_).encode(), str(stanza.to).encode()))  # fmt: skip
+
+    def _not_seen(self, payload: bytes) -> None:
+        source, _, observer = payload.decode().partition("\0")
+        session = self._server.router.session_for(JID.parse(source))
+        if session is not None:
+            session.seen_by.discard(JID.parse(observer))
+
+    # ------------------------------------------------------------------ limits
+
+    async def auth_failed(self, address: str | None, account: str | None, condition: str) -> None:
+        """Tell the other workers of a failed authentication (their limits count it too)."""
+        payload = "\0".join((address or "", account or "", condition)).encode()
+        await self._to_all(AUTH_FAILED, payload)
+
+    async def auth_succeeded(self, account: str) -> None:
+        await self._to_all(AUTH_OK, account.encode())
+
+    async def _to_all(self, kind: bytes, payload: bytes) -> None:
+        for peer in range(self.count):
+            if peer != self.index:
+                await self._bus.send(peer, kind, b"", payload)
+
+    def _limit_news(self, kind: bytes, payload: bytes) -> None:
+        limits = self._server.limits
+        if kind == AUTH_OK:
+            limits.auth_succeeded(payload.decode())
+            return
+        address, account, condition = payload.decode().split("\0")
+        limits.auth_failed(address or None, account or None, condition, trio.current_time())
 
     # ------------------------------------------------------------------ client streams
 
     async def hand_off(self, client: trio.abc.Stream, username: str, pending: bytes) -> None:
-        """Relay an authenticated client stream to its account's home until either ends."""
+        """Relay an authenticated client stream to its account's home until it ends."""
         home = self.home(JID.make(username, self._server.domain))
         key = f"{self.index}.{next(self._keys)}".encode()
         pipe = self._pipes.open(partial(self._bus.send, home), key)
-        await self._bus.send(home, OPEN, key, username.encode() + b"\0" + pending)
-        async with trio.open_nursery() as nursery:
-
-            async def client_to_home() -> None:
-                try:
-                    while data := await client.receive_some():
-                        await pipe.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    pass
-                await pipe.aclose()  # the home sees the transport end
-                nursery.cancel_scope.deadline = trio.current_time() + HANDOFF_GRACE
-
-            nursery.start_soon(client_to_home)
-            try:
-                while data := await pipe.receive_some():
-                    await client.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
-            nursery.cancel_scope.cancel()
-        with trio.CancelScope(shield=True):
-            await pipe.aclose()
+        try:
+            await self._bus.send(home, OPEN, key, username.encode() + b"\0" + pending)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await pipe.aclose()
+            raise
+        await relay(client, pipe, lambda: self._server.shutting_down)
 
     async def _adopt(self, pipe: Pipe, username: str, pending: bytes) -> None:
         """Run a stream another worker authenticated, as if it had been accepted here."""
@@ -209,8 +281,15 @@ class Cluster:
     def _handle(self, sender: int, kind: bytes, key: bytes, payload: bytes) -> None:
         if kind == STANZAS:
             self._inbound[sender].send_nowait(payload)  # unbounded: never refuses
-        elif kind in (DATA, ACK, END):
+        elif kind in (DATA, ACK, EOF, CLOSE):
             self._pipes.handle(kind, key, payload)
+        elif kind == PROBE:
+            contact, observer, reply_to = (JID.parse(j) for j in payload.decode().split("\0"))
+            self._inbound[sender].send_nowait(_Probe(contact, observer, reply_to))
+        elif kind == UNDELIVERED:
+            self._not_seen(payload)
+        elif kind in (AUTH_FAILED, AUTH_OK):
+            self._limit_news(kind, payload)
         elif kind == FLUSH:
             self._inbound[sender].send_nowait(_Marker(key))
         elif kind == FLUSHED:
@@ -234,10 +313,10 @@ class Cluster:
                 for peer in range(self.count):
                     if peer == self.index:
                         continue
-                    send, receive = trio.open_memory_channel[bytes | _Marker](FORWARD_QUEUE)
+                    send, receive = trio.open_memory_channel[Queued](FORWARD_QUEUE)
                     self._forward[peer] = send
                     nursery.start_soon(self._send_forwarded, peer, receive)
-                    send_in, receive_in = trio.open_memory_channel[bytes | _Marker](math.inf)
+                    send_in, receive_in = trio.open_memory_channel[Queued](math.inf)
                     self._inbound[peer] = send_in
                     nursery.start_soon(self._route_forwarded, peer, receive_in)
                 await nursery.start(self._bus.serve, self._handle)
