@@ -277,6 +277,11 @@ class PresenceService:
         else:
             await self._answer_local_probe(contact, observer, session)
 
+    async def send_current_presence(self, session: Session, contact: JID) -> None:
+        """Send ``session`` the presence ``contact`` (an account of the served domain)
+        shows it now, as a probe from the session would be answered."""
+        await self._probe_local(contact.bare, session.jid, session)
+
     async def answer_cluster_probe(self, contact: JID, observer: JID, reply_to: JID) -> None:
         """A probe of a local contact from a session living on another worker, answered as
         :meth:`_answer_local_probe` would (to that session alone)."""

@@ -76,6 +76,8 @@ class Router:
 
     def deliver(self, stanza: Stanza, session: Session) -> Verdict | None:
         """Deliver to one session unless a filter objects; return the objection."""
+        if stanza.kind == "presence":
+            _note_heard(stanza, session, self._server.domain)
         verdict = self.filter_incoming(stanza, session.account, session)
         if verdict is None:
             session.deliver_nowait(stanza)
@@ -246,3 +248,16 @@ class Router:
             await self.bounce(stanza, StanzaError("internal-server-error"))
             return
         await self.route(stanza.result(payload))
+
+
+def _note_heard(presence: Stanza, session: Session, domain: str) -> None:
+    """Keep ``session.heard`` (see :class:`~casper.session.Session`)."""
+    source = presence.from_
+    if source is None or source.resource is None or source.domain != domain:
+        return
+    if source.bare == session.account:
+        return
+    if presence.type is None:
+        session.heard.add(source)
+    elif presence.type == "unavailable":
+        session.heard.discard(source)

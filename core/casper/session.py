@@ -80,6 +80,11 @@ class Session:
     - ``seen_by``: every entity that currently believes this session is available, i.e.
       got an available presence from it (broadcast or directed). Unavailable goes to
       exactly these and no one else, so nobody learns of a login they never saw.
+    - ``heard``: the other way round: the full JIDs of the served domain whose available
+      presence was routed to this session (whether or not a filter let it through) and
+      not since unavailable. A strategy that starts or stops blocking inbound presence
+      knows from it whom to send unavailable or current presence, without looking at
+      other accounts' sessions (which may live on another worker).
 
     Connection bookkeeping: ``closing`` (ended for good, with this stream error),
     ``transport_lost`` (the attached connection's transport broke), ``taken_over`` (a
@@ -105,6 +110,7 @@ class Session:
         self.priority = 0
         self.directed_to: set[JID] = set()
         self.seen_by: set[JID] = set()
+        self.heard: set[JID] = set()
         self.audience: set[JID] = set()  # subscribers it is publicly available to now
         self.requested_roster = False
         self.shown_publicly = False  # was available while not hidden from the world

@@ -88,6 +88,8 @@ from casper.verdicts import Bounce, Verdict
 from casper_plugins.privacy_lists import PrivacyLists, shared_strategy
 from casper_plugins.privacy_lists.model import PrivacyItem, PrivacyList, is_block_item
 
+CLUSTER_READY = True  # looks only at the sessions of the account it acts for
+
 if TYPE_CHECKING:
     from casper.server import Server
     from casper.session import Session

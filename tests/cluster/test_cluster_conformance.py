@@ -16,6 +16,7 @@ from casper.testing import (
     DirectedPresenceDriver,
     InvisibilityDriver,
     InvisibleCommandDriver,
+    PrivacyListsDriver,
     Xep0018Driver,
 )
 from casper.testing.conformance import Scenario
@@ -24,6 +25,7 @@ CLUSTER_READY: dict[str, type[InvisibilityDriver]] = {
     "directed-presence": DirectedPresenceDriver,
     "xep0018": Xep0018Driver,
     "invisible-command": InvisibleCommandDriver,
+    "privacy-lists": PrivacyListsDriver,
 }
 
 
@@ -38,11 +40,18 @@ async def test_scenario_passes_on_two_workers(scenario: Scenario, strategy: str)
     await scenario(CLUSTER_READY[strategy](workers=2))
 
 
-@pytest.mark.parametrize("plugin", ["privacy-lists", "blocking", "muc"])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+async def test_scenario_passes_on_two_workers_for_privacy_lists_blocking_iqs(
+    scenario: Scenario,
+) -> None:
+    await scenario(PrivacyListsDriver(block_iqs=True, workers=2))
+
+
+@pytest.mark.parametrize("plugin", ["muc"])
 def test_plugins_not_ready_for_a_cluster_are_refused_at_startup(plugin: str) -> None:
     with pytest.raises(ConfigError, match=plugin):
         check_cluster_config(Config(workers=2, plugins=(plugin,)))
 
 
 def test_the_baseline_and_the_ready_strategies_are_accepted() -> None:
-    check_cluster_config(Config(workers=2, plugins=tuple(CLUSTER_READY)))
+    check_cluster_config(Config(workers=2, plugins=(*CLUSTER_READY, "blocking")))

@@ -17,6 +17,7 @@ from casper.testing.harness import settle
 from tests.cluster.test_cluster_routing import ALICE, BOB, DOMAIN
 
 Where = Callable[[str], TestServer]  # the server a user connects to
+PLUGINS = ("privacy-lists",)
 
 
 def presence_of(user: str, type_: str | None = None):
@@ -30,10 +31,10 @@ def presence_of(user: str, type_: str | None = None):
 @asynccontextmanager
 async def servers(layout: str, tmp_path: Path) -> AsyncIterator[tuple[Where, list[TestServer]]]:
     if layout == "one server":
-        async with open_test_server(accounts=[ALICE, BOB]) as srv:
+        async with open_test_server(accounts=[ALICE, BOB], plugins=PLUGINS) as srv:
             yield (lambda user: srv), [srv]
     else:  # each user connects to their own home: stanzas between them cross
-        async with open_test_cluster(tmp_path, accounts=[ALICE, BOB]) as (w0, w1):
+        async with open_test_cluster(tmp_path, accounts=[ALICE, BOB], plugins=PLUGINS) as (w0, w1):
             homes = {ALICE: w0, BOB: w1}
             yield homes.__getitem__, [w0, w1]
 
@@ -93,3 +94,42 @@ async def test_login_probes_are_answered_to_the_new_resource_only(layout, tmp_pa
             async with where(ALICE).client(ALICE, resource="a2", presence=True) as a2:
                 await a2.expect(presence_of(BOB))
                 await quiet_for(a1, presence_of(BOB), everyone)
+
+
+PRIVACY = "jabber:iq:privacy"
+BLOCK_PRESENCE_IN = (
+    f"<iq type='set' id='l1'><query xmlns='{PRIVACY}'><list name='quiet'>"
+    f"<item type='jid' value='{BOB}@{DOMAIN}' action='deny' order='1'><presence-in/></item>"
+    "<item action='allow' order='2'/></list></query></iq>"
+)
+
+
+@LAYOUTS
+async def test_a_privacy_list_hides_and_shows_a_contact_on_another_worker(layout, tmp_path):
+    """Blocking inbound presence from an online contact sends its unavailable at once;
+    lifting the block sends its current presence (asked of the contact's home)."""
+    async with servers(layout, tmp_path) as (where, everyone):
+        for srv in everyone:
+            await srv.server.rosters.put(JID.make(ALICE, DOMAIN),
+                RosterItem(f"{BOB}@{DOMAIN}", subscription="both"), push=False)  # fmt: skip
+            await srv.server.rosters.put(JID.make(BOB, DOMAIN),
+                RosterItem(f"{ALICE}@{DOMAIN}", subscription="both"), push=False)  # fmt: skip
+        async with (
+            where(BOB).client(BOB, resource="b", presence=True) as bob,
+            where(ALICE).client(ALICE, resource="a", presence=True) as alice,
+        ):
+            await bob.send("<presence><show>dnd</show></presence>")
+            await alice.expect(lambda e: presence_of(BOB)(e) and e.findtext(SHOW) == "dnd")
+            await alice.send(BLOCK_PRESENCE_IN)
+            await alice.expect(lambda e: e.get("id") == "l1")
+            await alice.send(f"<iq type='set' id='a1'><query xmlns='{PRIVACY}'>"
+                             "<active name='quiet'/></query></iq>")  # fmt: skip
+            await alice.expect(presence_of(BOB, "unavailable"))
+            await alice.send(f"<iq type='set' id='a2'><query xmlns='{PRIVACY}'>"
+                             "<active/></query></iq>")  # fmt: skip
+            # (the dnd presence seen before was taken: this one is sent again)
+            back = await alice.expect(lambda e: presence_of(BOB)(e) and e.findtext(SHOW) == "dnd")
+            assert back.get("from") == str(bob.jid)
+
+
+SHOW = "{jabber:client}show"

@@ -100,6 +100,8 @@ from casper.hookspecs import hookimpl
 from .store import NAME, PrivacyStore
 from .strategy import Config, PrivacyLists
 
+CLUSTER_READY = True  # looks only at the sessions of the account it acts for
+
 if TYPE_CHECKING:
     from casper.server import Server
 

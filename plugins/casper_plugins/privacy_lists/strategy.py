@@ -311,30 +311,27 @@ class PrivacyLists:
                     self._server.presence.withdraw_directed(session, target)
         await self._server.visibility_inputs_changed(account)
         for session in self._server.router.sessions_of(account):
-            self._reconcile_inbound(session)
+            await self._reconcile_inbound(session)
 
-    def _reconcile_inbound(self, session: Session) -> None:
+    async def _reconcile_inbound(self, session: Session) -> None:
+        """Contacts the session knows to be online (``session.heard``) whose presence it
+        may no longer receive get sent as unavailable; those it may again, their current
+        presence (asked of their account, which may live on another worker)."""
         state = session.plugin_state(NAME, SessionPrivacy)
-        online = set()
-        for other in self._server.router.all_sessions():
-            if other.account == session.account:
-                continue
-            if session.jid not in other.seen_by and not (
-                session.available and session.account in other.seen_by
-            ):
-                continue  # this session doesn't know the contact is online
-            online.add(other.jid)
-            probe = make_stanza("presence", from_=other.jid, to=session.jid)
+        allowed_again: set[JID] = set()
+        for contact in sorted(session.heard, key=str):
+            probe = make_stanza("presence", from_=contact, to=session.jid)
             blocked = self.casper_filter_incoming(probe, session.account, session) is not None
-            if blocked and other.jid not in state.blocked_in:
-                state.blocked_in.add(other.jid)
-                session.deliver_nowait(make_stanza("presence", from_=other.jid, to=session.jid,
+            if blocked and contact not in state.blocked_in:
+                state.blocked_in.add(contact)
+                session.deliver_nowait(make_stanza("presence", from_=contact, to=session.jid,
                                                    type="unavailable"))  # fmt: skip
-            elif not blocked and other.jid in state.blocked_in:
-                state.blocked_in.discard(other.jid)
-                current = other.presence or make_stanza("presence", from_=other.jid)
-                self._server.router.deliver(current.readdressed(to=session.jid), session)
-        state.blocked_in &= online
+            elif not blocked and contact in state.blocked_in:
+                state.blocked_in.discard(contact)
+                allowed_again.add(contact.bare)
+        state.blocked_in &= session.heard
+        for account in sorted(allowed_again, key=str):  # one answer covers its resources
+            await self._server.presence.send_current_presence(session, account)
 
     # ------------------------------------------------------------------ offline rosters
 

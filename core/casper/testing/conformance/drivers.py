@@ -202,13 +202,16 @@ class PrivacyListsDriver(InvisibilityDriver):
     NS = "jabber:iq:privacy"
     LIST = "invisible"
 
-    def __init__(self, *, block_iqs: bool = False, plugins: Sequence[str] | None = None) -> None:
-        super().__init__(plugins=plugins)
+    def __init__(self, *, block_iqs: bool = False, plugins: Sequence[str] | None = None,
+                 workers: int = 1) -> None:  # fmt: skip
+        super().__init__(plugins=plugins, workers=workers)
         self.hides_full_jid_iqs = block_iqs
         self._shown: weakref.WeakKeyDictionary[TestClient, list[str]] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
-        return f"PrivacyListsDriver(block_iqs={self.hides_full_jid_iqs}, plugins={self.plugins!r})"
+        extra = f", workers={self.workers}" if self.workers > 1 else ""
+        return (f"PrivacyListsDriver(block_iqs={self.hides_full_jid_iqs}, "
+                f"plugins={self.plugins!r}{extra})")  # fmt: skip
 
     async def _put_list(self, client: TestClient) -> None:
         kinds = "<presence-out/><iq/>" if self.hides_full_jid_iqs else "<presence-out/>"
