@@ -41,7 +41,7 @@ hookimpl = pluggy.HookimplMarker("casper")
 
 AsyncCallable = Callable[[], Awaitable[None]]
 
-HOOK_API_VERSION = 1
+HOOK_API_VERSION = 2
 """Bumped when a hook gains an argument; older implementations keep working regardless."""
 
 # ---------------------------------------------------------------- initialization
@@ -319,6 +319,17 @@ def casper_session_ended(session: Session) -> None:
 
     :param session: the ended session.
     :return: nothing. Synchronous. Since: 1.
+    """
+
+
+@hookspec
+def casper_remote_session_ended(jid: JID) -> None:
+    """With several workers (``[server] workers``): a session of an account living on
+    another worker ended there (:func:`casper_session_ended` ran on that worker). For state
+    kept here about sessions of other accounts, e.g. the occupants of a chat room.
+
+    :param jid: the session's full JID.
+    :return: nothing. Synchronous. Since: 2.
     """
 
 

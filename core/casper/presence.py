@@ -259,6 +259,20 @@ class PresenceService:
         session.directed_to.discard(entity)
         session.seen_by.discard(entity)
 
+    def forget_all_of(self, session_jid: JID, entity: JID) -> None:
+        """:meth:`forget` every JID of the bare ``entity`` (a room and its nicks) for the
+        session ``session_jid`` of the served domain, on whichever worker it lives."""
+        cluster = self._server.cluster
+        if cluster is not None and cluster.elsewhere(session_jid):
+            cluster.forget_nowait(session_jid, entity.bare)
+            return
+        session = self._server.router.session_for(session_jid)
+        if session is None:
+            return
+        for known in session.directed_to | session.seen_by:
+            if known.bare == entity.bare:
+                self.forget(session, known)
+
     # ------------------------------------------------------------ probes
 
     async def probe(self, stanza: Stanza) -> None:

@@ -159,15 +159,19 @@ class Server:
         return session.requested_roster if decided is None else bool(decided)
 
     def deliver_to_component(self, stanza: Stanza) -> bool:
-        """Hand a stanza to the plugin serving its domain (e.g. a MUC service)."""
-        assert stanza.to is not None
-        handler = self.components.get(stanza.to.domain)
+        """Hand a stanza to the plugin serving its domain (e.g. a MUC service); with several
+        workers, an address with a local part (a room) lives on its home worker."""
+        to = stanza.to
+        assert to is not None
+        handler = self.components.get(to.domain)
         if handler is None:
             return False
+        if self.cluster is not None and to.local is not None and self.cluster.elsewhere(to):
+            return self.cluster.forward_nowait(stanza, to)  # e.g. a room lives on its home
         try:
             return bool(handler(stanza))
         except Exception:
-            log.exception("component %s crashed on stanza id %s", stanza.to.domain, stanza.id)
+            log.exception("component %s crashed on stanza id %s", to.domain, stanza.id)
             return False
 
     # ------------------------------------------------------------------ visibility inputs
@@ -221,6 +225,8 @@ class Server:
     async def session_ended(self, session: Session) -> None:
         await self.unbind(session)
         call_safely(self.pm, "casper_session_ended", None, session=session)
+        if self.cluster is not None:
+            self.cluster.session_ended(session.jid)  # casper_remote_session_ended elsewhere
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext:

@@ -47,11 +47,16 @@ async def test_scenario_passes_on_two_workers_for_privacy_lists_blocking_iqs(
     await scenario(PrivacyListsDriver(block_iqs=True, workers=2))
 
 
-@pytest.mark.parametrize("plugin", ["muc"])
-def test_plugins_not_ready_for_a_cluster_are_refused_at_startup(plugin: str) -> None:
-    with pytest.raises(ConfigError, match=plugin):
-        check_cluster_config(Config(workers=2, plugins=(plugin,)))
+class KeepsEveryonesSessions:
+    """A plugin that does not say it is ready for several workers."""
 
 
-def test_the_baseline_and_the_ready_strategies_are_accepted() -> None:
-    check_cluster_config(Config(workers=2, plugins=(*CLUSTER_READY, "blocking")))
+def test_a_plugin_not_ready_for_a_cluster_is_refused_at_startup() -> None:
+    with pytest.raises(ConfigError, match="plugin.s. unready cannot run on several workers"):
+        check_cluster_config(Config(workers=2), [(KeepsEveryonesSessions(), "unready")])
+
+
+def test_every_built_in_plugin_is_accepted() -> None:
+    built_in = ("directed-presence", "xep0018", "invisible-command", "privacy-lists",
+                "blocking", "muc")  # fmt: skip
+    check_cluster_config(Config(workers=2, plugins=built_in))

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import trio
 from casper.cluster.homes import home_of
+from casper.hookspecs import hookimpl
 from casper.jid import JID
 from casper.storage.base import RosterItem
 from casper.testing import open_test_cluster
 from casper.testing.client import StreamEnded
+from casper.testing.harness import settle
 
 from tests.reliability.sm_client import sm_login, sm_tag, try_resume
 
@@ -194,3 +196,26 @@ async def test_a_resumable_session_is_resumed_through_either_worker(tmp_path: Pa
                 f"<message to='{alice.jid}' id='m3' type='chat'><body>3</body></message>"
             )
             alice = again
+
+
+class RecordsRemoteEnds:
+    def __init__(self) -> None:
+        self.ended: list[JID] = []
+
+    @hookimpl
+    def casper_remote_session_ended(self, jid: JID) -> None:
+        self.ended.append(jid)
+
+
+async def test_hook_remote_session_ended(tmp_path: Path):
+    """A session that ends on its home is announced to the other workers (and only them)."""
+    recorders = [RecordsRemoteEnds(), RecordsRemoteEnds()]
+    async with open_test_cluster(
+        tmp_path, accounts=[ALICE, BOB],
+        extra_plugins=lambda index: [(recorders[index], "recorder")],
+    ) as (w0, w1):  # fmt: skip
+        async with w1.client(ALICE, resource="gone") as alice:  # lives on worker 0
+            jid = alice.jid
+        await wait_for(lambda: recorders[1].ended == [jid])
+        await settle([w0, w1])
+        assert recorders[0].ended == []

@@ -4,7 +4,8 @@ The supervisor opens the listeners once and starts two workers that share them; 
 live on their home worker. Users on different homes log in (over STARTTLS and direct TLS,
 landing on whichever worker the kernel picks), subscribe, see each other's presence and
 chat; SIGINT stops every process; a worker that dies stops the rest; a plugin that cannot
-run on several workers is refused before anything starts.
+run on several workers is refused before anything starts (tested in
+``tests/cluster/test_cluster_conformance.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tests.realnet.conftest import (
     STARTTLS,
     CasperProcess,
     RunningServer,
-    run_casper,
 )
 
 pytestmark = pytest.mark.realnet
@@ -122,14 +122,6 @@ def test_a_worker_that_dies_stops_the_others_with_status_1(
     process.drain()
     assert "exited with status -9: stopping the others" in process.log
     assert not _alive(pids[1])
-
-
-def test_a_plugin_not_ready_for_several_workers_is_refused(tmp_path: Path):
-    result = run_casper("serve", "--workers", "2", "--plugins", "muc", "--port", "0",
-                        "--data-dir", tmp_path / "data", cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 2
-    assert "casper: error: server.workers = 2, but plugin(s) muc cannot run on several workers" \
-        in result.stderr  # fmt: skip
 
 
 def _alive(pid: int) -> bool:

@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,10 @@ def unready_plugins(pm: pluggy.PluginManager) -> list[str]:
     )  # fmt: skip
 
 
-def check_cluster_config(config: Config) -> None:
-    """:raises ConfigError: a plugin that cannot run on several workers is enabled."""
-    unready = unready_plugins(make_plugin_manager(config))
+def check_cluster_config(config: Config, extra: Sequence[tuple[object, str]] = ()) -> None:
+    """:raises ConfigError: a plugin that cannot run on several workers is enabled (among
+    the configured ones and ``extra``, as :func:`casper.plugins.make_plugin_manager`)."""
+    unready = unready_plugins(make_plugin_manager(config, extra))
     if unready:
         raise ConfigError(
             f"server.workers = {config.workers}, but plugin(s) {', '.join(unready)} "

@@ -11,6 +11,10 @@ Messages on the bus (kind, key, payload):
 - ``N``, -, from NUL to: an available presence the sender forwarded reached nobody here;
   the session that sent it no longer counts ``to`` among those who saw it (so it never
   gets an unavailable for a presence it never got).
+- ``G``, -, full JID: a session living on the sender ended
+  (:func:`~casper.hookspecs.casper_remote_session_ended` here).
+- ``R``, -, session NUL entity: forget the entity's JIDs in a session living here
+  (:meth:`casper.presence.PresenceService.forget_all_of`; a room put the session out).
 - ``L``, -, address NUL account NUL condition / ``K``, -, account: an authentication
   failure, or success, seen by the sender: every worker applies the same limits.
 - ``O``, pipe key, username NUL pending bytes: run the client stream of an account
@@ -37,6 +41,7 @@ from xml.etree.ElementTree import fromstring
 import trio
 
 from casper.jid import JID
+from casper.plugins import call_safely
 from casper.stanza import Stanza
 from casper.xml import serialize
 
@@ -49,7 +54,7 @@ if TYPE_CHECKING:
     from casper.server import Server
 
 log = logging.getLogger("casper.cluster")
-STANZAS, PROBE, UNDELIVERED, OPEN = b"S", b"P", b"N", b"O"
+STANZAS, PROBE, UNDELIVERED, OPEN, GONE, FORGET = b"S", b"P", b"N", b"O", b"G", b"R"
 AUTH_FAILED, AUTH_OK, FLUSH, FLUSHED = b"L", b"K", b"F", b"f"
 BATCH = 256  # stanzas forwarded in one message at most
 BATCH_OPEN, BATCH_CLOSE = b"<batch xmlns='jabber:client'>", b"</batch>"  # around them
@@ -83,7 +88,22 @@ class _Probe:
     reply_to: JID
 
 
-Queued = bytes | _Marker | _Probe  # bytes: one serialized stanza (outbound) or a batch
+@dataclass(frozen=True)
+class _Gone:
+    """A session living on the sender ended."""
+
+    jid: JID
+
+
+@dataclass(frozen=True)
+class _Forget:
+    """Forget ``entity``'s JIDs in the bookkeeping of the session ``jid``."""
+
+    jid: JID
+    entity: JID
+
+
+Queued = bytes | _Marker | _Probe | _Gone | _Forget  # bytes: a serialized stanza or a batch
 
 
 class Cluster:
@@ -140,6 +160,21 @@ class Cluster:
         self.forwarded += 1
         await self._forward[self.home(contact)].send(_Probe(contact, observer, reply_to))
 
+    def session_ended(self, jid: JID) -> None:
+        """Tell every other worker that the session ``jid`` living here ended."""
+        for queue in self._forward.values():
+            self._queue_nowait(queue, _Gone(jid))
+
+    def forget_nowait(self, session: JID, entity: JID) -> None:
+        """Have the home of ``session`` forget ``entity``'s JIDs in its bookkeeping."""
+        self._queue_nowait(self._forward[self.home(session)], _Forget(session, entity))
+
+    def _queue_nowait(self, queue: trio.MemorySendChannel[Queued], item: Queued) -> None:
+        try:
+            queue.send_nowait(item)
+        except trio.WouldBlock:
+            log.warning("forwarding queue full: %r dropped", item)
+
     async def flush(self) -> None:
         """Return once every stanza this worker forwarded so far has been routed by its
         home (what that routing forwarded in turn may still be on its way)."""
@@ -168,14 +203,20 @@ class Cluster:
                     continue
                 await self._send_stanzas(peer, stanzas)
                 stanzas = []
-                if isinstance(item, _Marker):
-                    await self._bus.send(peer, FLUSH, item.token)
-                else:
-                    jids = (item.contact, item.observer, item.reply_to)
-                    await self._bus.send(
-                        peer, PROBE, b"", b"\0".join(str(j).encode() for j in jids)
-                    )
+                await self._send_item(peer, item)
             await self._send_stanzas(peer, stanzas)
+
+    async def _send_item(self, peer: int, item: _Marker | _Probe | _Gone | _Forget) -> None:
+        if isinstance(item, _Marker):
+            await self._bus.send(peer, FLUSH, item.token)
+        elif isinstance(item, _Probe):
+            await self._bus.send(
+                peer, PROBE, b"", _jids(item.contact, item.observer, item.reply_to)
+            )
+        elif isinstance(item, _Gone):
+            await self._bus.send(peer, GONE, b"", _jids(item.jid))
+        else:
+            await self._bus.send(peer, FORGET, b"", _jids(item.jid, item.entity))
 
     async def _send_stanzas(self, peer: int, stanzas: list[bytes]) -> None:
         if stanzas:
@@ -193,6 +234,10 @@ class Cluster:
                     await self._server.presence.answer_cluster_probe(
                         item.contact, item.observer, item.reply_to
                     )
+                elif isinstance(item, _Gone):
+                    call_safely(self._server.pm, "casper_remote_session_ended", None, jid=item.jid)
+                elif isinstance(item, _Forget):
+                    self._server.presence.forget_all_of(item.jid, item.entity)
                 else:
                     await self._route_batch(sender, item)
             except trio.ClosedResourceError:
@@ -286,6 +331,11 @@ class Cluster:
         elif kind == PROBE:
             contact, observer, reply_to = (JID.parse(j) for j in payload.decode().split("\0"))
             self._inbound[sender].send_nowait(_Probe(contact, observer, reply_to))
+        elif kind == GONE:
+            self._inbound[sender].send_nowait(_Gone(JID.parse(payload.decode())))
+        elif kind == FORGET:
+            session, entity = (JID.parse(j) for j in payload.decode().split("\0"))
+            self._inbound[sender].send_nowait(_Forget(session, entity))
         elif kind == UNDELIVERED:
             self._not_seen(payload)
         elif kind in (AUTH_FAILED, AUTH_OK):
@@ -323,3 +373,7 @@ class Cluster:
                 task_status.started()
         finally:
             self._bus.close()
+
+
+def _jids(*jids: JID) -> bytes:
+    return b"\0".join(str(jid).encode() for jid in jids)

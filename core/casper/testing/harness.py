@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -145,6 +145,7 @@ async def open_test_cluster(
     *,
     workers: int = 2,
     plugins: Sequence[str] = (),
+    extra_plugins: Callable[[int], Sequence[tuple[object, str]]] = lambda index: (),
     accounts: Mapping[str, str] | Sequence[str] = ("romeo", "juliet"),
     domain: str = "localhost",
     **config: Any,
@@ -155,6 +156,9 @@ async def open_test_cluster(
 
     A client connects to a worker of its choice (``servers[i].client(...)``); whichever
     worker is the account's home holds its session.
+
+    :param extra_plugins: ``extra_plugins(index)`` gives the ``(plugin, name)`` pairs to
+        register on worker ``index``.
     """
     from casper.cluster.worker import WorkerPlace
 
@@ -170,7 +174,7 @@ async def open_test_cluster(
                 place = WorkerPlace(index, workers, run_dir, scram_secret=b"cluster test")
                 start = partial(serve, cfg, listeners=[C2SListener(listeners[index])],
                                 storage=storages[index], ssl_context=server_ctx,
-                                worker=place)  # fmt: skip
+                                plugins=extra_plugins(index), worker=place)  # fmt: skip
                 server = await nursery.start(start)
                 servers.append(TestServer(server, listeners[index], client_ctx))
             names = accounts.items() if isinstance(accounts, Mapping) else (

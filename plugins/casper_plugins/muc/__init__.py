@@ -69,6 +69,10 @@ from casper.hookspecs import hookimpl
 from .config import NAME, Config
 from .service import MucService
 
+# Each room lives on the worker its JID says (casper.cluster), like an account; an
+# occupant's session may live on another (see casper.presence.PresenceService.forget_all_of).
+CLUSTER_READY = True
+
 if TYPE_CHECKING:
     from casper.server import Server
 

@@ -13,6 +13,10 @@ a session that is connected but unavailable, like an invisible one), messages an
 for any sender.
 
 Rooms are kept in the core's service storage (see :mod:`.store`), whoever owns them.
+With several workers (``[server] workers``), a room lives on the worker its JID says, as
+an account does: the core forwards its stanzas there, and each worker loads only its own
+stored rooms. The service's room list also shows the stored rooms of the other workers; a
+temporary room is listed only by the worker that runs it.
 
 An occupant the room puts out without its asking (kick, ban, lost membership, an error
 from its server, the room destroyed) is told so by the room, so the service has the core
@@ -65,6 +69,7 @@ class MucService:
         self.domain = config.service_domain(server.domain)
         self.rooms: dict[JID, Room] = {}
         self._stored: set[JID] = set()  # rooms with a copy in storage
+        self._listed_elsewhere: dict[JID, Room] = {}  # stored rooms other workers run
         self._send, self._inbox = trio.open_memory_channel[Stanza | JID](config.queue_size)
         self.ready = trio.Event()  # set once the stored rooms are loaded
 
@@ -85,10 +90,17 @@ class MucService:
 
     @hookimpl
     def casper_session_ended(self, session: Session) -> None:
+        self._session_ended(session.jid)
+
+    @hookimpl
+    def casper_remote_session_ended(self, jid: JID) -> None:
+        self._session_ended(jid)  # its rooms may live here
+
+    def _session_ended(self, jid: JID) -> None:
         try:
-            self._send.send_nowait(session.jid)
+            self._send.send_nowait(jid)
         except trio.WouldBlock:
-            log.warning("MUC queue full; %s may stay listed in rooms", session.jid)
+            log.warning("MUC queue full; %s may stay listed in rooms", jid)
 
     async def run(self) -> None:
         """Load the stored rooms, then process the queue until the server stops."""
@@ -105,7 +117,10 @@ class MucService:
 
     async def load(self) -> None:
         found = await self.server.db(store.stored_rooms, self.server.storage, self.domain)
+        cluster = self.server.cluster
         for jid, text in found:
+            if cluster is not None and cluster.elsewhere(jid):
+                continue  # that worker runs it
             try:
                 room = store.load(jid, text, history_size=self.config.history_size)
             except (ValueError, TypeError) as exc:
@@ -118,6 +133,8 @@ class MucService:
     # ------------------------------------------------------------------ one input
 
     async def process(self, stanza: Stanza) -> None:
+        if self.server.cluster is not None and _lists_rooms(stanza):
+            await self._load_listing()
         out = Outcome()
         room: Room | None = None
         try:
@@ -156,19 +173,29 @@ class MucService:
                 log.exception("MUC could not send %r", stanza)
 
     def _forget(self, room: JID, removed: list[JID]) -> None:
-        """Drop ``room``'s JIDs from the presence bookkeeping of the local sessions it put
-        out (every JID of the room: a session may have sent presence to nicks the room
-        renamed or refused). Called with no await since the room logic ran, so a presence
-        the session sends the room afterwards is recorded again by the core."""
+        """Drop ``room``'s JIDs from the presence bookkeeping of the sessions it put out
+        (every JID of the room: a session may have sent presence to nicks the room renamed
+        or refused). Called with no await since the room logic ran, so a presence the
+        session sends the room afterwards is recorded again by the core. With several
+        workers, a session living on another one forgets when the message gets there."""
         for real in removed:
             if real.domain != self.server.domain or real.resource is None:
                 continue
-            session = self.server.router.session_for(real)
-            if session is None:
+            self.server.presence.forget_all_of(real, room)  # its session may live elsewhere
+
+    async def _load_listing(self) -> None:
+        """With several workers: the stored rooms other workers run, for the service's
+        room list (a temporary room is listed by the worker that runs it only)."""
+        found = await self.server.db(store.stored_rooms, self.server.storage, self.domain)
+        listing = {}
+        for jid, text in found:
+            if jid in self.rooms:
                 continue
-            for entity in session.directed_to | session.seen_by:
-                if entity.bare == room:
-                    self.server.presence.forget(session, entity)
+            try:
+                listing[jid] = store.load(jid, text, history_size=0)
+            except (ValueError, TypeError):
+                continue  # logged by the worker that runs it
+        self._listed_elsewhere = listing
 
     async def _persist(self, room: Room, out: Outcome) -> None:
         storage, db = self.server.storage, self.server.db
@@ -236,7 +263,7 @@ class MucService:
         if tag == INFO_QUERY:
             payload: Element | None = disco.service_info(self.config.name)
         elif tag == ITEMS_QUERY:
-            payload = disco.service_items(self.rooms.values())
+            payload = disco.service_items([*self.rooms.values(), *self._listed_elsewhere.values()])
         elif tag == PING:
             payload = None
         else:
@@ -298,3 +325,12 @@ def _check_no_node(stanza: Stanza) -> None:
     payload = stanza.payload
     if payload is not None and payload.get("node") is not None:
         raise StanzaError("item-not-found", "no such node")
+
+
+def _lists_rooms(stanza: Stanza) -> bool:
+    """Whether ``stanza`` asks the service itself for its rooms (disco#items)."""
+    to = stanza.to
+    return (
+        stanza.kind == "iq" and stanza.type == "get" and to is not None and to.local is None
+        and stanza.element.find(ITEMS_QUERY) is not None
+    )  # fmt: skip
