@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import ssl
+import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -152,7 +154,7 @@ async def open_test_cluster(
 ) -> AsyncIterator[list[TestServer]]:
     """Start ``workers`` servers in this process as the workers of one cluster
     (:mod:`casper.cluster`): one memory listener each, one SQLite file in ``run_dir``
-    shared by all, their bus sockets in ``run_dir``.
+    shared by all, their bus sockets in a temporary directory of their own.
 
     A client connects to a worker of its choice (``servers[i].client(...)``); whichever
     worker is the account's home holds its session.
@@ -167,11 +169,12 @@ async def open_test_cluster(
                  plugins=tuple(plugins), **config)  # fmt: skip
     storages = [SQLiteStorage(run_dir / "casper.sqlite3") for _ in range(workers)]
     listeners = [MemoryListener() for _ in range(workers)]
+    bus_dir = Path(tempfile.mkdtemp(prefix="casper-"))  # short: ipc paths hold ~100 bytes
     try:
         async with trio.open_nursery() as nursery:
             servers = []
             for index in range(workers):
-                place = WorkerPlace(index, workers, run_dir, scram_secret=b"cluster test")
+                place = WorkerPlace(index, workers, bus_dir, scram_secret=b"cluster test")
                 start = partial(serve, cfg, listeners=[C2SListener(listeners[index])],
                                 storage=storages[index], ssl_context=server_ctx,
                                 plugins=extra_plugins(index), worker=place)  # fmt: skip
@@ -188,6 +191,7 @@ async def open_test_cluster(
     finally:
         for storage in storages:
             storage.close()
+        shutil.rmtree(bus_dir, ignore_errors=True)
 
 
 async def settle(servers: Sequence[TestServer]) -> None:
