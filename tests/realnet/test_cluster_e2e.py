@@ -146,3 +146,18 @@ def test_workers_stop_when_the_supervisor_is_killed(
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in pids), "workers left serving without a supervisor"
+
+
+def test_workers_outlive_the_threads_that_started_them(
+    tmp_path: Path, start_casper: Callable[..., CasperProcess]
+):
+    """Trio starts processes from a worker thread that it retires after 10 idle seconds:
+    nothing tied to that thread may stop the workers (a parent-death signal would)."""
+    process = start_casper("serve", "--workers", "2", "--port", "0", "--data-dir",
+                           tmp_path / "data", cwd=tmp_path)  # fmt: skip
+    process.wait_for_listeners(4)
+    pids = workers_of(process)
+    time.sleep(12)
+    assert process.proc.poll() is None, process.log
+    assert all(_alive(pid) for pid in pids)
+    assert process.stop() == 0

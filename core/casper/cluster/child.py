@@ -1,10 +1,8 @@
-"""A worker process: ``python -m casper.cluster.child RUN_DIR INDEX SUPERVISOR_PID``
-(started by :mod:`casper.cluster.supervisor`, never by hand)."""
+"""A worker process: ``python -m casper.cluster.child RUN_DIR INDEX LIFELINE_FD`` (started
+by :mod:`casper.cluster.supervisor`, never by hand)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import hashlib
 import logging
@@ -37,7 +35,16 @@ def _listeners(fds: dict[str, Any], kind: str) -> list[trio.SocketListener]:
     return listeners
 
 
-async def _serve(config: Config, place: WorkerPlace, fds: dict[str, Any], index: int) -> None:
+async def _serve(config: Config, place: WorkerPlace, fds: dict[str, Any], index: int,
+                 lifeline: int) -> None:  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_with_supervisor, lifeline)
+        await _serve_worker(config, place, fds, index)
+        nursery.cancel_scope.cancel()
+
+
+async def _serve_worker(config: Config, place: WorkerPlace, fds: dict[str, Any],
+                        index: int) -> None:  # fmt: skip
     listeners = [C2SListener(lst) for lst in _listeners(fds, "c2s")]
     listeners += [C2SListener(lst, direct_tls=True) for lst in _listeners(fds, "tls")]
     http = _listeners(fds, "http") if index == 0 else []
@@ -47,22 +54,15 @@ async def _serve(config: Config, place: WorkerPlace, fds: dict[str, Any], index:
     )  # fmt: skip
 
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _stop_with(supervisor: int) -> bool:
-    """Have the kernel send SIGTERM when the supervisor dies (Linux), so no worker is left
-    serving on its own; ``False`` if it is already gone."""
-    name = ctypes.util.find_library("c")
-    if name is not None and sys.platform.startswith("linux"):
-        ctypes.CDLL(name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    return os.getppid() == supervisor
+async def _stop_with_supervisor(lifeline: int) -> None:
+    """SIGTERM this worker (a graceful stop) once the supervisor is gone: the write end of
+    the ``lifeline`` pipe closes with the supervisor, however it ends."""
+    await trio.lowlevel.wait_readable(lifeline)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str]) -> int:
-    run_dir, index, supervisor = Path(argv[0]), int(argv[1]), int(argv[2])
-    if not _stop_with(supervisor):
-        return 1
+    run_dir, index, lifeline = Path(argv[0]), int(argv[1]), int(argv[2])
     config, secret, fds = read_run_dir(run_dir)
     logging.basicConfig(level=config.log_level.upper(),
                         format=f"worker {index}: {LOG_FORMAT}")  # fmt: skip
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
         index=index, count=config.workers, run_dir=run_dir,
         scram_secret=hashlib.sha256(b"scram salts" + secret).digest(),
     )  # fmt: skip
-    trio.run(_serve, config, place, fds, index)
+    trio.run(_serve, config, place, fds, index, lifeline)
     return 0
 
 

@@ -9,7 +9,8 @@ unknown SCRAM users, and the dialback secret unless configured) are passed throu
 private run directory, which also holds the bus sockets and is removed at the end.
 
 Error handling: a worker that exits on its own stops the others; the exit status is then 1.
-A worker whose supervisor dies gets SIGTERM from the kernel (Linux) and stops.
+A worker whose supervisor dies stops: it watches a pipe whose only write end the
+supervisor holds, which the kernel closes however the supervisor ends.
 """
 
 from __future__ import annotations
@@ -131,12 +132,14 @@ async def _supervise(config: Config, run_dir: Path,
     fds = [s.fileno() for socks in listeners.values() for s in socks]
     wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
     status = 0
+    lifeline, keep_open = os.pipe()  # its write end closes with this process: see child.py
+    fds.append(lifeline)
     with trio.open_signal_receiver(*wanted) as signals:
         async with trio.open_nursery() as nursery:
             processes = []
             for index in range(config.workers):
                 command = [sys.executable, "-m", "casper.cluster.child", str(run_dir),
-                           str(index), str(os.getpid())]  # fmt: skip
+                           str(index), str(lifeline)]  # fmt: skip
                 processes.append(await trio.lowlevel.open_process(command, pass_fds=fds))
             done = trio.Event()
             exits: list[tuple[int, int]] = []
@@ -176,6 +179,8 @@ async def _supervise(config: Config, run_dir: Path,
                 if process.returncode is None:
                     log.error("worker pid %d did not stop: killed", process.pid)
                     process.kill()
+    os.close(lifeline)
+    os.close(keep_open)
     return status
 
 
