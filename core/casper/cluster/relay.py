@@ -28,7 +28,6 @@ from casper.xml.serializer import stream_error
 from .pipe import Pipe
 
 GRACE = 5.0  # seconds the home may go on writing after the client's EOF
-SEND_SECONDS = 10.0  # a client that takes longer to read one write is gone
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
 SYSTEM_SHUTDOWN = stream_error("system-shutdown") + STREAM_CLOSE
 
@@ -43,7 +42,7 @@ async def relay(client: trio.abc.Stream, pipe: Pipe, shutting_down: Callable[[],
             nursery.start_soon(_client_to_home, client, pipe, nursery.cancel_scope)
             try:
                 while data := await pipe.receive_some():
-                    await _send_whole(client, data)
+                    await client.send_all(data)
             except _GONE:
                 pass
             nursery.cancel_scope.cancel()
@@ -69,17 +68,6 @@ async def _client_to_home(client: trio.abc.Stream, pipe: Pipe, scope: trio.Cance
         return
     await pipe.send_eof()
     scope.deadline = min(scope.deadline, trio.current_time() + GRACE)
-
-
-async def _send_whole(client: trio.abc.Stream, data: bytes) -> None:
-    """Write ``data`` even if cancelled meanwhile (a TLS stream whose write is cancelled
-    is broken, and the client could not be told ``system-shutdown``); a client that takes
-    longer than :data:`SEND_SECONDS` is gone."""
-    with trio.move_on_after(SEND_SECONDS) as scope:
-        scope.shield = True
-        await client.send_all(data)
-    if scope.cancelled_caught:
-        raise trio.BrokenResourceError("the client does not read")
 
 
 async def send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
