@@ -381,7 +381,7 @@ class Connection:
                     self.neg.close(StreamError("conflict", "the session was resumed elsewhere"))
                 data = self._drain_negotiation()  # a farewell, if the peer might hear it
                 if data and not self._peer_eof:
-                    await _send_quietly(self.stream, data)
+                    await send_quietly(self.stream, data)
                 return
             unwritten = []  # nobody to keep it (the server is stopping): end it now
         await end_session(self.server, session, unwritten)
@@ -555,7 +555,7 @@ async def _send_error(connection: Connection, error: StreamError) -> None:
             pass
 
 
-async def _send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
+async def send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
     """Write ``data`` if the peer takes it within a second; it may be gone."""
     with trio.move_on_after(1) as scope:
         scope.shield = True

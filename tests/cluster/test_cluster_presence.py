@@ -45,6 +45,13 @@ async def quiet_for(client, match, all_servers: list[TestServer]) -> None:
     await client.expect_nothing(match, settle=0.3)
 
 
+async def mutual_contacts(srv: TestServer) -> None:
+    """ALICE and BOB subscribed to each other, in storage (before either logs in)."""
+    for user, contact in ((ALICE, BOB), (BOB, ALICE)):
+        item = RosterItem(f"{contact}@{DOMAIN}", subscription="both")
+        await srv.server.rosters.put(JID.make(user, DOMAIN), item, push=False)
+
+
 LAYOUTS = pytest.mark.parametrize("layout", ["one server", "two workers"])
 
 
@@ -81,11 +88,7 @@ async def test_nobody_gets_unavailable_for_a_presence_they_never_got(layout, tmp
 @LAYOUTS
 async def test_login_probes_are_answered_to_the_new_resource_only(layout, tmp_path):
     async with servers(layout, tmp_path) as (where, everyone):
-        for srv in everyone:
-            await srv.server.rosters.put(JID.make(ALICE, DOMAIN),
-                RosterItem(f"{BOB}@{DOMAIN}", subscription="both"), push=False)  # fmt: skip
-            await srv.server.rosters.put(JID.make(BOB, DOMAIN),
-                RosterItem(f"{ALICE}@{DOMAIN}", subscription="both"), push=False)  # fmt: skip
+        await mutual_contacts(everyone[0])
         async with where(BOB).client(BOB, resource="b", presence=True), \
                 where(ALICE).client(ALICE, resource="a1", presence=True) as a1:  # fmt: skip
             await a1.expect(presence_of(BOB))
@@ -109,11 +112,7 @@ async def test_a_privacy_list_hides_and_shows_a_contact_on_another_worker(layout
     """Blocking inbound presence from an online contact sends its unavailable at once;
     lifting the block sends its current presence (asked of the contact's home)."""
     async with servers(layout, tmp_path) as (where, everyone):
-        for srv in everyone:
-            await srv.server.rosters.put(JID.make(ALICE, DOMAIN),
-                RosterItem(f"{BOB}@{DOMAIN}", subscription="both"), push=False)  # fmt: skip
-            await srv.server.rosters.put(JID.make(BOB, DOMAIN),
-                RosterItem(f"{ALICE}@{DOMAIN}", subscription="both"), push=False)  # fmt: skip
+        await mutual_contacts(everyone[0])
         async with (
             where(BOB).client(BOB, resource="b", presence=True) as bob,
             where(ALICE).client(ALICE, resource="a", presence=True) as alice,

@@ -40,6 +40,18 @@ def workers_of(process: CasperProcess) -> list[int]:
     return process_tree(process.proc.pid)[1:]
 
 
+def two_workers(
+    tmp_path: Path, start_casper: Callable[..., CasperProcess]
+) -> tuple[CasperProcess, list[int]]:
+    """``casper serve --workers 2`` listening, and its workers' PIDs."""
+    process = start_casper("serve", "--workers", "2", "--port", "0", "--data-dir",
+                           tmp_path / "data", cwd=tmp_path)  # fmt: skip
+    process.wait_for_listeners(4)
+    pids = workers_of(process)
+    assert len(pids) == 2, process.log
+    return process, pids
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, start_casper: Callable[..., CasperProcess]) -> Iterator[RunningServer]:
     config_file = tmp_path / "casper.toml"
@@ -112,11 +124,7 @@ def test_sigint_stops_the_supervisor_and_every_worker(cluster):
 def test_a_worker_that_dies_stops_the_others_with_status_1(
     tmp_path: Path, start_casper: Callable[..., CasperProcess]
 ):
-    process = start_casper("serve", "--workers", "2", "--port", "0", "--data-dir",
-                           tmp_path / "data", cwd=tmp_path)  # fmt: skip
-    process.wait_for_listeners(4)
-    pids = workers_of(process)
-    assert len(pids) == 2
+    process, pids = two_workers(tmp_path, start_casper)
     os.kill(pids[0], signal.SIGKILL)
     assert process.proc.wait(timeout=20) == 1
     process.drain()
@@ -135,11 +143,7 @@ def _alive(pid: int) -> bool:
 def test_workers_stop_when_the_supervisor_is_killed(
     tmp_path: Path, start_casper: Callable[..., CasperProcess]
 ):
-    process = start_casper("serve", "--workers", "2", "--port", "0", "--data-dir",
-                           tmp_path / "data", cwd=tmp_path)  # fmt: skip
-    process.wait_for_listeners(4)
-    pids = workers_of(process)
-    assert len(pids) == 2
+    process, pids = two_workers(tmp_path, start_casper)
     process.proc.kill()  # SIGKILL: the supervisor cannot pass anything on
     process.proc.wait(timeout=5)
     deadline = time.monotonic() + 15
@@ -153,10 +157,7 @@ def test_workers_outlive_the_threads_that_started_them(
 ):
     """Trio starts processes from a worker thread that it retires after 10 idle seconds:
     nothing tied to that thread may stop the workers (a parent-death signal would)."""
-    process = start_casper("serve", "--workers", "2", "--port", "0", "--data-dir",
-                           tmp_path / "data", cwd=tmp_path)  # fmt: skip
-    process.wait_for_listeners(4)
-    pids = workers_of(process)
+    process, pids = two_workers(tmp_path, start_casper)
     time.sleep(12)
     assert process.proc.poll() is None, process.log
     assert all(_alive(pid) for pid in pids)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import trio
 
+from casper.connection import send_quietly
 from casper.errors import StreamError
 from casper.xml import STREAM_CLOSE
 from casper.xml.serializer import stream_error
@@ -68,13 +69,3 @@ async def _client_to_home(client: trio.abc.Stream, pipe: Pipe, scope: trio.Cance
         return
     await pipe.send_eof()
     scope.deadline = min(scope.deadline, trio.current_time() + GRACE)
-
-
-async def send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
-    """Write ``data`` if the peer takes it within a second; it may be gone."""
-    with trio.move_on_after(1) as scope:
-        scope.shield = True
-        try:
-            await stream.send_all(data)
-        except (*_GONE, trio.BusyResourceError):
-            pass
