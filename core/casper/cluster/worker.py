@@ -272,7 +272,10 @@ class Cluster:
 
     def _not_seen(self, payload: bytes) -> None:
         source, _, observer = payload.decode().partition("\0")
-        session = self._server.router.session_for(JID.parse(source))
+        sender = JID.parse(source)
+        if sender.resource is None or sender.domain != self._server.domain:
+            return  # not a session's presence (e.g. a chat room's)
+        session = self._server.router.session_for(sender)
         if session is not None:
             session.seen_by.discard(JID.parse(observer))
 
