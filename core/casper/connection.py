@@ -44,6 +44,7 @@ from .sasl import Failure
 from .session import Kept, Outgoing, Session, StreamData
 from .stanza import IQ, MESSAGE, PRESENCE, Stanza
 from .tls import channel_bindings
+from .tls_stream import TLS_STREAMS, server_tls_stream
 from .xml import serialize
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class Connection:
 
     async def _start_tls(self) -> None:
         assert self.ssl_context is not None
-        self.stream = trio.SSLStream(self.stream, self.ssl_context, server_side=True)
+        self.stream = server_tls_stream(self.stream, self.ssl_context)
         await self.stream.do_handshake()
         self.neg.tls_started()
         await self._bind_channel()
@@ -166,8 +167,8 @@ class Connection:
     async def _bind_channel(self) -> None:
         """Finish the TLS handshake (which direct TLS would start lazily; done once) and
         hand the channel bindings to the negotiation, for SCRAM-*-PLUS. WebSocket and BOSH
-        behind their own TLS have none to give: their stream is no :class:`trio.SSLStream`."""
-        if isinstance(self.stream, trio.SSLStream):
+        behind their own TLS have none to give: their stream carries no TLS itself."""
+        if isinstance(self.stream, TLS_STREAMS):
             await self.stream.do_handshake()
             self.neg.set_channel_bindings(channel_bindings(self.stream))
 

@@ -166,7 +166,7 @@ def address_key(address: str | None) -> str | None:
 
 def peer_address(stream: object) -> str | None:
     """The remote IP address of a TCP stream (also inside TLS), or ``None`` if it has none."""
-    for _ in range(4):  # SSLStream -> SocketStream, possibly an adapter in between
+    for _ in range(4):  # a TLS stream -> its transport, possibly an adapter in between
         sock = getattr(stream, "socket", None)
         if sock is not None:
             try:

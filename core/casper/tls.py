@@ -164,7 +164,8 @@ def end_point_binding(cert_pem: bytes) -> bytes | None:
 
 
 class TLSConnection(Protocol):
-    """What :func:`channel_bindings` reads: an :class:`ssl.SSLObject` or a trio.SSLStream."""
+    """What :func:`channel_bindings` reads: an :class:`ssl.SSLObject`, a trio.SSLStream or a
+    :class:`~casper.tls_stream.SocketTLSStream`."""
 
     @property
     def context(self) -> ssl.SSLContext: ...

@@ -24,6 +24,7 @@ from xml.etree.ElementTree import Element
 import trio
 
 from casper.sasl import ScramClient
+from casper.tls_stream import client_tls_stream
 from casper.xml import (
     NEED_DATA,
     STREAM_CLOSE,
@@ -191,7 +192,7 @@ class BenchClient:
             reply = await self.receive()
             if reply.tag != f"{{{TLS_NS}}}proceed":
                 raise XMPPFailure("starttls", reply.tag.rpartition("}")[2])
-            self.stream = trio.SSLStream(self.stream, ssl_context, server_hostname=self.domain)
+            self.stream = client_tls_stream(self.stream, ssl_context, self.domain)
             await self.stream.do_handshake()
             features = await self._restart()
         await self._authenticate(features, username, password, mechanism)

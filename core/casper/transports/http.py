@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import h11
 import trio
 
+from ..tls_stream import server_tls_stream
 from .bosh import BoshService
 from .tcp import describe
 from .websocket import SUBPROTOCOL, handle_websocket
@@ -101,8 +102,7 @@ class HttpService:
         self.counts.http_connections += 1
         try:
             if self.ssl_context is not None:
-                stream = trio.SSLStream(stream, self.ssl_context, server_side=True,
-                                        https_compatible=True)  # fmt: skip
+                stream = server_tls_stream(stream, self.ssl_context)
                 with trio.fail_after(self.timeout):
                     await stream.do_handshake()
             await self._serve(stream)

@@ -19,6 +19,7 @@ import trio
 from ..connection import handle_connection
 from ..errors import StreamError
 from ..limits import peer_address
+from ..tls_stream import server_tls_stream
 from ..xml import STREAM_CLOSE, stream_error, stream_header
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ async def _serve_one(server: Server, direct_tls: bool, stream: trio.abc.Stream) 
         context = server.ssl_context
         if direct_tls:
             assert context is not None
-            stream = trio.SSLStream(stream, context, server_side=True, https_compatible=False)
+            stream = server_tls_stream(stream, context)
         await handle_connection(server, stream, secure=direct_tls, ssl_context=context)
     finally:
         server.limits.connection_closed(peer)
@@ -89,7 +90,7 @@ async def _refuse(
     with trio.move_on_after(REFUSE_SECONDS):
         try:
             if direct_tls and server.ssl_context is not None:
-                stream = trio.SSLStream(stream, server.ssl_context, server_side=True)
+                stream = server_tls_stream(stream, server.ssl_context)
             await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
             pass

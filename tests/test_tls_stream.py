@@ -1,0 +1,194 @@
+"""SocketTLSStream on real loopback sockets: data both ways, ends, errors, cancellation."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from casper.tls import channel_bindings, ensure_certificate, server_ssl_context
+from casper.tls_stream import SocketTLSStream, client_tls_stream, server_tls_stream
+
+
+@pytest.fixture(scope="module")
+def contexts(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    cert, key = ensure_certificate(tmp_path_factory.mktemp("tls"), "localhost")
+    client = ssl.create_default_context(cafile=str(cert))
+    return server_ssl_context(cert, key), client
+
+
+async def _tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    try:
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        server = await listeners[0].accept()
+    finally:
+        await listeners[0].aclose()
+    return server, client  # type: ignore[return-value]
+
+
+@asynccontextmanager
+async def tls_pair(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> AsyncIterator[tuple[SocketTLSStream, SocketTLSStream]]:
+    server_tcp, client_tcp = await _tcp_pair()
+    server = SocketTLSStream.wrap(server_tcp, contexts[0], server_side=True)
+    client = SocketTLSStream.wrap(client_tcp, contexts[1], server_side=False,
+                                  server_hostname="localhost")  # fmt: skip
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.do_handshake)
+            nursery.start_soon(client.do_handshake)
+        yield server, client
+    finally:
+        await server.aclose()
+        await client.aclose()
+
+
+async def _receive_exactly(stream: trio.abc.Stream, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = await stream.receive_some(65536)
+        assert chunk, f"EOF after {len(data)} of {size} bytes"
+        data += chunk
+    return bytes(data)
+
+
+async def test_small_records_pass_both_ways(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        await client.send_all(b"<presence/>")
+        assert await server.receive_some(100) == b"<presence/>"
+        await server.send_all(b"<message/>")
+        assert await client.receive_some(100) == b"<message/>"
+        assert server.version() == "TLSv1.3"
+
+
+async def test_large_transfers_both_ways_at_once_neither_deadlock_nor_lose_bytes(contexts) -> None:
+    payload = os.urandom(4 * 1024 * 1024)  # far beyond the socket buffers: sends must wait
+    async with tls_pair(contexts) as (server, client):
+        received: dict[str, bytes] = {}
+
+        async def send_and_receive(name: str, stream: trio.abc.Stream) -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.send_all, payload)
+                received[name] = await _receive_exactly(stream, len(payload))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_and_receive, "server", server)
+                nursery.start_soon(send_and_receive, "client", client)
+        assert received == {"server": payload, "client": payload}
+
+
+async def test_close_notify_reads_as_eof(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        await client.send_all(b"last")
+        await client.aclose()
+        assert await _receive_exactly(server, 4) == b"last"
+        assert await server.receive_some(100) == b""
+
+
+async def test_a_tcp_close_without_close_notify_reads_as_eof(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        client.socket.shutdown(socket.SHUT_RDWR)  # no TLS alert, as many XMPP clients end
+        assert await server.receive_some(100) == b""
+
+
+async def test_garbage_instead_of_a_handshake_is_a_broken_resource(contexts) -> None:
+    server_tcp, client_tcp = await _tcp_pair()
+    server = SocketTLSStream.wrap(server_tcp, contexts[0], server_side=True)
+    await client_tcp.send_all(b"<stream:stream to='localhost'>" * 4)
+    with pytest.raises(trio.BrokenResourceError):
+        await server.do_handshake()
+    await server.aclose()
+    await client_tcp.aclose()
+
+
+async def test_a_send_cancelled_halfway_breaks_the_stream_for_later_sends(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        with trio.move_on_after(0.2) as waited:  # nobody reads: the send must block
+            await server.send_all(os.urandom(16 * 1024 * 1024))
+        assert waited.cancelled_caught
+        with pytest.raises(trio.BrokenResourceError, match="cut short"):
+            await server.send_all(b"<message/>")
+
+
+async def test_a_send_cancelled_before_it_starts_leaves_the_stream_usable(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await server.send_all(b"never sent")
+        await server.send_all(b"sent")
+        assert await client.receive_some(100) == b"sent"
+
+
+async def test_a_cancelled_receive_loses_nothing(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        with trio.move_on_after(0.05):
+            await server.receive_some(100)
+        await client.send_all(b"after")
+        assert await server.receive_some(100) == b"after"
+
+
+async def test_two_receivers_at_once_are_refused(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.receive_some, 100)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await server.receive_some(100)
+            nursery.cancel_scope.cancel()
+
+
+async def test_closing_wakes_a_waiting_receiver_and_later_calls_fail(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        async def receive() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await server.receive_some(100)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            await server.aclose()
+        await server.aclose()  # twice is fine
+        with pytest.raises(trio.ClosedResourceError):
+            await server.send_all(b"x")
+
+
+async def test_closing_sends_close_notify(contexts) -> None:
+    server_tcp, client_tcp = await _tcp_pair()
+    server = SocketTLSStream.wrap(server_tcp, contexts[0], server_side=True)
+    strict_client = trio.SSLStream(client_tcp, contexts[1], server_hostname="localhost")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.do_handshake)
+        nursery.start_soon(strict_client.do_handshake)
+    await server.aclose()
+    assert await strict_client.receive_some(100) == b""  # a bare TCP close would raise
+    await strict_client.aclose()
+
+
+async def test_tls_over_a_tcp_socket_uses_the_socket_stream_and_others_fall_back(contexts) -> None:
+    server_tcp, client_tcp = await _tcp_pair()
+    server = server_tls_stream(server_tcp, contexts[0])
+    client = client_tls_stream(client_tcp, contexts[1], "localhost")
+    assert isinstance(server, SocketTLSStream) and isinstance(client, SocketTLSStream)
+    await server.aclose()
+    await client.aclose()
+    memory_server, memory_client = trio.testing.memory_stream_pair()
+    assert isinstance(server_tls_stream(memory_server, contexts[0]), trio.SSLStream)
+    assert isinstance(client_tls_stream(memory_client, contexts[1], "localhost"), trio.SSLStream)
+
+
+async def test_the_server_side_tells_tls_server_end_point(contexts) -> None:
+    async with tls_pair(contexts) as (server, _client):
+        bindings = channel_bindings(server)
+    assert bindings["tls-server-end-point"] == contexts[0].tls_server_end_point  # type: ignore[attr-defined]
+    assert "tls-unique" not in bindings  # TLS 1.3
+
