@@ -56,7 +56,6 @@ FLUSH_SECONDS = 5.0
 READ_GRACE = 1.0  # seconds the reader goes on after a failed write (input may be pending)
 TOO_MANY_FAILURES = "too many failed attempts; try again later"
 BATCH = 256  # queued items coalesced into one write
-IDLE_MEMORY_AFTER = 1.0  # seconds without writing after which the parser frees expat's state
 _STANZAS = (MESSAGE, PRESENCE, IQ)
 
 
@@ -94,6 +93,7 @@ class Connection:
         self.resumed: Session | None = None  # claimed by <resume/>, this connection's to run
         self._running = False
         self._peer_eof = False  # the transport ended without </stream:stream>
+        self.activity = 0  # reads and writes; :class:`~casper.heap.IdleStreams` watches it
         self._peer_closed = False  # the client ended its stream: the session ends (XEP-0198 §5)
         self._unwritten: list[Kept] = []  # taken from the outbox, never written
         self._in_flight: list[Kept] = []  # being written, not counted by stream management
@@ -151,6 +151,7 @@ class Connection:
         except StreamError as exc:  # a framing transport (WebSocket, BOSH) refused the input
             self.neg.close(exc)
             return
+        self.activity += 1
         if data:
             self.neg.receive_data(data)
         else:
@@ -251,6 +252,7 @@ class Connection:
         try:
             if self.resumed is None:
                 await self.server.session_bound(session)
+            self.server.idle_streams.watch(self)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_loop, receive, session)
                 with trio.CancelScope() as reader_scope:
@@ -263,6 +265,7 @@ class Connection:
                     session.close()  # the writer ends once drained
                     nursery.cancel_scope.deadline = trio.current_time() + FLUSH_SECONDS
         finally:
+            self.server.idle_streams.forget(self)
             with trio.CancelScope(shield=True):
                 await self._let_go(session, send, receive)
 
@@ -366,6 +369,10 @@ class Connection:
         self._final = self._drain_negotiation()
         send.close()
 
+    def release_idle_memory(self) -> None:
+        """Idle since the last sweep: let the parser free expat's state, if it can."""
+        self.neg.release_idle_memory()
+
     async def _let_go(self, session: Session, send: trio.MemorySendChannel[Outgoing],
                       receive: trio.MemoryReceiveChannel[Outgoing]) -> None:  # fmt: skip
         """After the connection's last write: detach a resumable session whose transport
@@ -402,28 +409,27 @@ class Connection:
         """Write the backlog (resumption), then queued items, coalescing what is already
         queued into one send; ask for acks (``<r/>``) when stanzas wait for one."""
         request_at = math.inf  # when to send <r/>
-        shed_at = trio.current_time() + IDLE_MEMORY_AFTER  # when to free the parser's memory
         try:
             while True:
                 batch: list[Outgoing] = []
                 if self._backlog:
                     batch.extend(self._backlog[:BATCH])
                     del self._backlog[:BATCH]
+                elif request_at == math.inf:  # no deadline: no cancel scope, the common case
+                    batch = await _next_batch(receive)
+                    if not batch:
+                        break  # the outbox was closed and is empty
                 else:
-                    with trio.move_on_at(min(request_at, shed_at)) as waiting:
+                    with trio.move_on_at(request_at) as waiting:
                         batch = await _next_batch(receive)
                     if not batch and not waiting.cancelled_caught:
-                        break  # the outbox was closed and is empty
-                    if not batch and trio.current_time() >= shed_at:
-                        self.neg.release_idle_memory()  # the reader is waiting: safe now
-                        shed_at = math.inf
-                        continue
+                        break
                     if not batch:  # stanzas have waited long enough for an ack
                         await self.stream.send_all(sm.REQUEST_DATA)
                         session.sm.request_sent()
                         request_at = math.inf
                         continue
-                shed_at = trio.current_time() + IDLE_MEMORY_AFTER
+                self.activity += 1
                 if session.discard_queued or (session.sm.counting and session.closing is not None):
                     self._unwritten.extend(i for i in batch if _worth_keeping(i))  # rescued
                     continue

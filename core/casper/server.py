@@ -21,7 +21,7 @@ import trio
 
 from .cluster.worker import Cluster, WorkerPlace
 from .config import Config
-from .heap import trim_periodically
+from .heap import IdleStreams, trim_periodically
 from .iq import IqHandler, IqTable
 from .jid import JID
 from .lastseen import LastSeen
@@ -87,6 +87,7 @@ class Server:
         self.policy = InvisibilityPolicy.from_config(config)
         self.s2s = S2SManager(self)  # federation; inert unless [s2s] enabled
         self.resumable = ResumableSessions(self)  # XEP-0198 sessions waiting to be resumed
+        self.idle_streams = IdleStreams()  # parsers that free expat's state when idle
         self.nursery: trio.Nursery | None = None
         self.cluster: Cluster | None = None  # set while serving as one of several workers
 
@@ -295,6 +296,7 @@ async def serve(
             server.nursery = nursery
             await nursery.start(server.resumable.serve)  # before any session can detach
             await nursery.start(trim_periodically)
+            await nursery.start(server.idle_streams.serve)
             if server.cluster is not None:
                 await nursery.start(server.cluster.serve)
             pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))

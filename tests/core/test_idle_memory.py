@@ -8,7 +8,7 @@ from xml.parsers import expat
 
 import pytest
 import trio
-from casper import connection
+from casper import heap
 from casper.testing import open_test_server
 
 
@@ -19,7 +19,7 @@ def live_expat_parsers() -> int:
 async def test_an_idle_connection_frees_expat_and_the_stream_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(connection, "IDLE_MEMORY_AFTER", 0.05)
+    monkeypatch.setattr(heap, "IDLE_SWEEP_SECONDS", 0.05)
     async with open_test_server() as srv, srv.client("romeo", presence=True) as romeo:
         busy = live_expat_parsers()
         await trio.sleep(0.3)  # nothing written to romeo for a while
@@ -35,7 +35,7 @@ async def test_an_idle_connection_frees_expat_and_the_stream_goes_on(
 async def test_a_connection_that_keeps_getting_stanzas_keeps_its_parser(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(connection, "IDLE_MEMORY_AFTER", 0.2)
+    monkeypatch.setattr(heap, "IDLE_SWEEP_SECONDS", 0.2)
     async with open_test_server() as srv, srv.client("romeo", presence=True) as romeo:
         busy = live_expat_parsers()
         for n in range(8):

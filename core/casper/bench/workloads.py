@@ -390,7 +390,7 @@ async def measure_idle(
     *,
     connections: int,
     concurrency: int = 20,
-    settle: float = 1.0,
+    settle: float = 1.5,
     warmup: int | None = None,
 ) -> dict[str, float]:
     """Hold ``connections`` idle, available sessions; see the module doc.
