@@ -291,7 +291,8 @@ class Connection:
                     except _TRANSPORT_ERRORS:
                         session.transport_gone()
                         return
-                    idle_scope.deadline = math.inf
+                    if idle is not None:  # a deadline's every change costs: none by default
+                        idle_scope.deadline = math.inf
                 elif isinstance(event, neg.StanzaIn):
                     element = event.element
                     if sm.is_sm_element(element):

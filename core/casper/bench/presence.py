@@ -29,6 +29,7 @@ from casper.bench.workloads import (
     Accounts,
     Bench,
     CpuMeter,
+    GapWatch,
     close_all,
     collector_paused,
     for_each,
@@ -118,7 +119,8 @@ async def _contact(
     gap_timeout: float,
 ) -> None:
     """Read the hub's presences ``u0 .. u{last}``; count and time each."""
-    with trio.fail_after(gap_timeout) as scope:
+    with trio.CancelScope() as scope:
+        watch = GapWatch(scope, gap_timeout)
         seen = -1
         while seen < last:
             element = await client.receive()
@@ -140,7 +142,9 @@ async def _contact(
                 done[seen].set()
                 if seen:
                     window.release()
-            scope.deadline = trio.current_time() + gap_timeout
+            watch.progress()
+    if scope.cancelled_caught:
+        raise trio.TooSlowError(f"no presence from {hub_jid} for {gap_timeout} s")
 
 
 async def measure_presence(

@@ -110,6 +110,29 @@ class Bench:
 # -- helpers --------------------------------------------------------------------------------------
 
 
+REDATE_SECONDS = 1.0  # how often a gap watch moves its deadline at most
+
+
+class GapWatch:
+    """Fail a cancel scope after ``gap`` seconds without progress.
+
+    Changing a deadline costs a few microseconds, as much as receiving a stanza, so the
+    deadline moves at most once per :data:`REDATE_SECONDS`: the scope fails after ``gap``
+    seconds, less up to one second, without progress.
+    """
+
+    def __init__(self, scope: trio.CancelScope, gap: float) -> None:
+        self._scope, self._gap = scope, gap
+        self._dated = trio.current_time()
+        scope.deadline = self._dated + gap
+
+    def progress(self) -> None:
+        now = trio.current_time()
+        if now - self._dated >= REDATE_SECONDS:
+            self._scope.deadline = now + self._gap
+            self._dated = now
+
+
 def percentile(sorted_values: Sequence[float], percent: float) -> float:
     """Nearest-rank percentile of an already sorted, non-empty list."""
     rank = max(1, math.ceil(percent / 100 * len(sorted_values)))
@@ -284,7 +307,8 @@ async def _receive_messages(
 ) -> None:
     """Take ``count`` timestamped messages from ``sender_jid``; free a window slot for each."""
     received = 0
-    with trio.fail_after(gap_timeout) as scope:
+    with trio.CancelScope() as scope:
+        watch = GapWatch(scope, gap_timeout)
         while received < count:
             element = await receiver.receive()
             if element.tag != _MESSAGE or element.get("from") != sender_jid:
@@ -294,7 +318,9 @@ async def _receive_messages(
             latencies.append(time.perf_counter_ns() - int(element.findtext(_BODY) or 0))
             received += 1
             window.release()
-            scope.deadline = trio.current_time() + gap_timeout
+            watch.progress()
+    if scope.cancelled_caught:
+        raise trio.TooSlowError(f"no message from {sender_jid} for {gap_timeout} s")
 
 
 async def _watch_bounces(sender: BenchClient) -> None:
