@@ -47,7 +47,8 @@ async def handle_client_element(server: Server, session: Session, element: Eleme
     if stanza.from_ is not None and stanza.from_ not in (session.jid, session.account):
         session.close(StreamError("invalid-from", "from must be the session's own address"))
         return
-    stanza = stanza.readdressed(from_=session.jid)
+    element.set("from", str(session.jid))  # in place: the parser's element is ours alone
+    stanza = Stanza(element, stanza.to, session.jid)
     try:
         await _process(server, session, stanza)
     except StanzaError as exc:

@@ -110,6 +110,7 @@ __all__ = [  # the events and states live in their own module; this is their pub
 ]  # fmt: skip
 
 _CLIENT = "{jabber:client}"
+_IQ = _CLIENT + "iq"
 _TLS = "{urn:ietf:params:xml:ns:xmpp-tls}"
 _BIND = "{urn:ietf:params:xml:ns:xmpp-bind}"
 _SESSION = "{urn:ietf:params:xml:ns:xmpp-session}"
@@ -388,7 +389,11 @@ class C2SNegotiation(SaslNegotiation):
             except StreamError as exc:  # RemoteProtocolError from the parser
                 self._fail(exc)
                 continue
-            if event is not NEED_DATA:
+            if type(event) is StanzaReceived and self._state is State.ESTABLISHED:
+                if event.element.tag != _IQ:  # the table's answer (_pass), without its lookups
+                    return StanzaIn(event.element)
+                self._dispatch(_classify(event), event)
+            elif event is not NEED_DATA:
                 self._dispatch(_classify(event), event)
             elif self._eof:
                 self._dispatch(Input.EOF, None)

@@ -37,6 +37,9 @@ class Router:
     def sessions_of(self, account: JID) -> list[Session]:
         return list(self._accounts.get(account, {}).values())
 
+    def has_sessions(self, account: JID) -> bool:
+        return bool(self._accounts.get(account))
+
     def session_for(self, full: JID) -> Session | None:
         assert full.resource is not None
         return self._accounts.get(full.bare, {}).get(full.resource)

@@ -150,7 +150,7 @@ class Server:
         return serialize(stanza.element).decode()
 
     async def account_exists(self, account: JID) -> bool:
-        if self.router.sessions_of(account):
+        if self.router.has_sessions(account):
             return True
         return await self.db(self.storage.account_exists, str(account))
 
