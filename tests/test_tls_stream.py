@@ -192,3 +192,32 @@ async def test_the_server_side_tells_tls_server_end_point(contexts) -> None:
     assert bindings["tls-server-end-point"] == contexts[0].tls_server_end_point  # type: ignore[attr-defined]
     assert "tls-unique" not in bindings  # TLS 1.3
 
+
+
+async def test_send_now_writes_at_once_and_leaves_nothing_pending(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        assert server.send_now(b"<message/>") and not server.send_pending
+        assert await client.receive_some(100) == b"<message/>"
+
+
+async def test_what_send_now_leaves_with_openssl_the_next_send_all_writes_first(contexts) -> None:
+    chunk = os.urandom(256 * 1024)
+    async with tls_pair(contexts) as (server, client):
+        taken = 0
+        while not server.send_pending:  # nobody reads: the socket fills, OpenSSL keeps a part
+            assert server.send_now(chunk)
+            taken += 1
+        assert not server.send_now(b"refused while a part is pending")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.send_all, b"after")
+            data = await _receive_exactly(client, taken * len(chunk) + len(b"after"))
+        assert data == chunk * taken + b"after"
+
+
+async def test_send_now_is_refused_while_a_send_waits(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.send_all, os.urandom(16 * 1024 * 1024))
+            await trio.testing.wait_all_tasks_blocked()
+            assert not server.send_now(b"<message/>")
+            nursery.cancel_scope.cancel()

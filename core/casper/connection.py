@@ -44,7 +44,7 @@ from .sasl import Failure
 from .session import Kept, Outgoing, Session, StreamData
 from .stanza import IQ, MESSAGE, PRESENCE, Stanza
 from .tls import channel_bindings
-from .tls_stream import TLS_STREAMS, server_tls_stream
+from .tls_stream import TLS_STREAMS, SocketTLSStream, server_tls_stream
 from .xml import serialize
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ class Connection:
         self._peer_closed = False  # the client ended its stream: the session ends (XEP-0198 §5)
         self._unwritten: list[Kept] = []  # taken from the outbox, never written
         self._in_flight: list[Kept] = []  # being written, not counted by stream management
+        self._handed_over: list[Kept] = []  # written now in part; the writer finishes them
         self._backlog: list[Kept] = []  # to resend first on a resumed stream
         self._binding: JID | None = None  # account of a bind answered, not yet bound
         self.hand_off: bytes | None = None  # pending bytes: the account lives on another worker
@@ -253,6 +254,8 @@ class Connection:
             if self.resumed is None:
                 await self.server.session_bound(session)
             self.server.idle_streams.watch(self)
+            if isinstance(self.stream, SocketTLSStream):
+                session.write_now = partial(self._write_now, session, self.stream)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_loop, receive, session)
                 with trio.CancelScope() as reader_scope:
@@ -380,8 +383,8 @@ class Connection:
         broke, end any other; what was queued but never written is kept either way."""
         send.close()
         drained = [i for i in _drain(receive) if _worth_keeping(i)]
-        unwritten = self._in_flight + self._unwritten + self._backlog + drained
-        self._in_flight, self._unwritten, self._backlog = [], [], []
+        unwritten = self._in_flight + self._handed_over + self._unwritten + self._backlog + drained
+        self._in_flight, self._handed_over, self._unwritten, self._backlog = [], [], [], []
         if self._detaching(session):
             session.sm.hold_first(unwritten)
             session.release()
@@ -417,7 +420,7 @@ class Connection:
                     batch.extend(self._backlog[:BATCH])
                     del self._backlog[:BATCH]
                 elif request_at == math.inf:  # no deadline: no cancel scope, the common case
-                    batch = await _next_batch(receive)
+                    batch = await _next_batch(receive, session)
                     if not batch:
                         break  # the outbox was closed and is empty
                 else:
@@ -442,7 +445,8 @@ class Connection:
                     request_at = math.inf
                 elif request_at == math.inf:
                     request_at = trio.current_time() + self.server.config.sm_ack_interval
-                self._in_flight = uncounted  # lost if this write fails: rescued
+                self._in_flight = self._handed_over + uncounted  # lost if this write fails: rescued
+                self._handed_over = []
                 await self.stream.send_all(data)
                 self._in_flight = []
                 if session.sm.over_limit:
@@ -453,6 +457,20 @@ class Connection:
                 await self.stream.send_all(self._final)
         except _TRANSPORT_ERRORS:
             session.transport_gone()
+
+    def _write_now(self, session: Session, stream: SocketTLSStream, stanza: Stanza) -> bool:
+        """Write ``stanza`` from the delivering task while the writer waits on an empty
+        outbox: the writer is not woken for it. Not under stream management, whose counts
+        and ack requests are the writer's. False: queue it instead."""
+        if session.sm.counting or session.discard_queued:
+            return False
+        if not stream.send_now(serialize(stanza.element)):
+            return False
+        self.activity += 1
+        if stream.send_pending:  # OpenSSL holds part of it: the writer writes the rest
+            self._handed_over.append(stanza)
+            session.deliver_nowait_bytes(b"")
+        return True
 
     def _encode(self, batch: list[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
         """Serialize ``batch``, counting what the client counts (XEP-0198 rule 3); also
@@ -476,10 +494,16 @@ class Connection:
         return b"".join(chunks), uncounted
 
 
-async def _next_batch(receive: trio.MemoryReceiveChannel[Outgoing]) -> list[Outgoing]:
-    """The next item and whatever else is queued (up to BATCH); empty at the channel's end."""
+async def _next_batch(
+    receive: trio.MemoryReceiveChannel[Outgoing], session: Session | None = None
+) -> list[Outgoing]:
+    """The next item and whatever else is queued (up to BATCH); empty at the channel's end.
+    With ``session``, its ``writer_idle`` is set while waiting on an empty outbox."""
     try:
-        batch = [await receive.receive()]
+        if session is None:
+            batch = [await receive.receive()]
+        else:
+            batch = [await _receive_marking_idle(receive, session)]
     except trio.EndOfChannel:
         return []
     while len(batch) < BATCH:
@@ -488,6 +512,20 @@ async def _next_batch(receive: trio.MemoryReceiveChannel[Outgoing]) -> list[Outg
         except (trio.WouldBlock, trio.EndOfChannel):
             break
     return batch
+
+
+async def _receive_marking_idle(
+    receive: trio.MemoryReceiveChannel[Outgoing], session: Session
+) -> Outgoing:
+    try:
+        return receive.receive_nowait()
+    except trio.WouldBlock:
+        pass
+    session.writer_idle = True
+    try:
+        return await receive.receive()
+    finally:
+        session.writer_idle = False
 
 
 def _drain(receive: trio.MemoryReceiveChannel[Outgoing]) -> list[Outgoing]:

@@ -120,6 +120,9 @@ class Session:
         self.unbound = False  # Server.unbind() has run (or is running) for it
         self.discard_queued = False
         self._channel = outbox
+        # the connection's writer waits on an empty outbox, and how to write a stanza at once
+        self.writer_idle = False
+        self.write_now: Callable[[Stanza], bool] | None = None
         self._closed = trio.Event()  # close() was called: for the session's whole life
         self.stop_requested = False  # the attached connection is asked to stop
         self._on_stop: Callable[[], None] | None = None  # how that connection stops
@@ -165,6 +168,8 @@ class Session:
         if self.closing is not None or self._channel is None:
             self._keep(stanza)
             return
+        if self.writer_idle and self.write_now is not None and self.write_now(stanza):
+            return  # written by the delivering task: the writer was not woken for it
         self._put(stanza)
 
     def deliver_nowait_bytes(self, data: bytes) -> None:
@@ -178,6 +183,7 @@ class Session:
 
     def _put(self, item: Outgoing) -> None:
         assert self._channel is not None
+        self.writer_idle = False  # it is woken: what follows must queue behind this item
         try:
             self._channel.send_nowait(item)
         except trio.WouldBlock:
@@ -206,7 +212,7 @@ class Session:
     def transport_gone(self) -> None:
         """The attached connection's transport broke: stop writing, keep what comes."""
         self.transport_lost = True
-        self._channel = None
+        self._channel, self.writer_idle = None, False
         self._request_stop()
 
     def take_over(self) -> None:
@@ -223,12 +229,14 @@ class Session:
 
     def release(self) -> None:
         """The attached connection let go: nothing more is written for it."""
-        self._channel = self._on_stop = None
+        self._channel = self._on_stop = self.write_now = None
+        self.writer_idle = False
         self._released.set()
 
     def mark_ended(self) -> None:
         """Its end has been carried out (:func:`casper.resumption.end_session`)."""
-        self._channel = self._on_stop = None
+        self._channel = self._on_stop = self.write_now = None
+        self.writer_idle = False
         self._released.set()
         self._ended.set()
 

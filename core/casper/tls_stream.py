@@ -54,6 +54,7 @@ class SocketTLSStream(trio.abc.Stream):
         self._broken = False
         self._receiving = False
         self._sending = False
+        self._unfinished: memoryview | None = None  # taken by send_now; send_all finishes it
         self._handshake_lock = trio.Lock()
 
     @classmethod
@@ -130,9 +131,41 @@ class SocketTLSStream(trio.abc.Stream):
                 await self.do_handshake()
             if self._broken:
                 raise trio.BrokenResourceError("an earlier send was cut short")
+            if self._unfinished is not None:
+                unfinished, self._unfinished = self._unfinished, None
+                await self._send(unfinished)
             await self._send(memoryview(data))
         finally:
             self._sending = False
+
+    def send_now(self, data: bytes) -> bool:
+        """Write ``data`` without waiting, from any task, if no send is under way.
+
+        :return: True if the stream took ``data``: written, or in part held by OpenSSL, in
+            which case the next :meth:`send_all` (``b""`` will do) writes the rest first.
+            False if it was not taken: a send is under way or pending, or the stream is
+            broken (the next :meth:`send_all` says so).
+        """
+        if self._sending or self._unfinished is not None or self._broken or self._closed:
+            return False
+        if not self._handshaken:
+            return False
+        try:
+            sent = self.socket.send(data)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            self._unfinished = memoryview(data)  # OpenSSL expects the same bytes again
+            return True
+        except _SOCKET_ERRORS:
+            self._broken = True
+            return False
+        if sent < len(data):
+            self._unfinished = memoryview(data)[sent:]
+        return True
+
+    @property
+    def send_pending(self) -> bool:
+        """Whether :meth:`send_now` left bytes that the next :meth:`send_all` writes."""
+        return self._unfinished is not None
 
     async def _send(self, view: memoryview) -> None:
         self._check_open()
@@ -168,7 +201,7 @@ class SocketTLSStream(trio.abc.Stream):
             await trio.lowlevel.checkpoint()
             return
         self._closed = True
-        if self._handshaken and not self._broken:
+        if self._handshaken and not self._broken and self._unfinished is None:
             try:
                 self.socket.unwrap()  # sends close_notify; the peer's answer is not awaited
             except (*_SOCKET_ERRORS, ValueError):

@@ -1,0 +1,119 @@
+"""A stanza for a session whose writer waits on an empty outbox is written by the delivering
+task (SocketTLSStream.send_now); order, completeness and the writer's part stay as before.
+
+Real loopback TCP and TLS (``open_test_server(tcp=True)``): only a socket stream has the
+direct path, and only real sockets fill up.
+"""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import Element
+
+import pytest
+import trio
+from casper.testing import TestClient, open_test_server
+from casper.tls_stream import SocketTLSStream
+
+from tests.helpers import sync
+
+_MESSAGE = "{jabber:client}message"
+
+
+class SendNowLog:
+    """Wraps SocketTLSStream.send_now: how often it took a stanza, and left part pending."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.taken = self.pending = 0
+        original = SocketTLSStream.send_now
+
+        def send_now(stream: SocketTLSStream, data: bytes) -> bool:
+            taken = original(stream, data)
+            self.taken += taken
+            self.pending += taken and stream.send_pending
+            return taken
+
+        monkeypatch.setattr(SocketTLSStream, "send_now", send_now)
+
+
+def _message(to: object, n: int, body: str) -> str:
+    return f"<message to='{to}' id='m{n}' type='chat'><body>{body}</body></message>"
+
+
+async def _receive_messages(client: TestClient, count: int) -> list[Element]:
+    received: list[Element] = []
+    while len(received) < count:
+        element = await client.recv(timeout=20)
+        if element.tag == _MESSAGE:
+            received.append(element)
+    return received
+
+
+async def test_direct_and_queued_messages_arrive_complete_and_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = SendNowLog(monkeypatch)
+    count = 300
+    async with (
+        open_test_server(default_plugins=False, tcp=True, accounts=("romeo", "juliet"),
+                         stanza_rate=None) as srv,  # fmt: skip
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+    ):
+        await sync(juliet)
+        for n in range(count // 2):  # one at a time: juliet's writer is idle for most
+            await romeo.send(_message(juliet.jid, n, str(n)))
+            await trio.sleep(0)
+        burst = "".join(_message(juliet.jid, n, str(n)) for n in range(count // 2, count))
+        await romeo.send(burst)  # many in one read: queued behind each other
+        received = await _receive_messages(juliet, count)
+    assert [m.get("id") for m in received] == [f"m{n}" for n in range(count)]
+    assert [m.findtext("{jabber:client}body") for m in received] == [str(n) for n in range(count)]
+    assert log.taken > 0
+
+
+async def test_a_direct_write_the_socket_cannot_take_whole_is_finished_by_the_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = SendNowLog(monkeypatch)
+    big = "x" * 200_000
+    async with (
+        open_test_server(default_plugins=False, tcp=True, accounts=("romeo", "juliet"),
+                         stanza_rate=None, outbox_size=1000) as srv,  # fmt: skip
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+    ):
+        await sync(juliet)
+        sent = 0
+        with trio.fail_after(30):
+            while not log.pending and sent < 200:  # juliet reads nothing: the socket fills
+                await romeo.send(_message(juliet.jid, sent, f"{sent}:{big}"))
+                sent += 1
+                await trio.sleep(0.005)  # her writer goes idle in between
+            # the last message was left in part with OpenSSL, and nothing follows it
+            received = await _receive_messages(juliet, sent)
+    assert log.pending > 0
+    assert [m.findtext("{jabber:client}body") for m in received] == [
+        f"{n}:{big}" for n in range(sent)
+    ]
+
+
+async def test_a_session_under_stream_management_is_written_by_its_writer_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = SendNowLog(monkeypatch)
+    async with (
+        open_test_server(default_plugins=False, tcp=True, accounts=("romeo", "juliet"),
+                         stanza_rate=None) as srv,  # fmt: skip
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+    ):
+        await juliet.send("<enable xmlns='urn:xmpp:sm:3'/>")
+        await juliet.expect(lambda e: e.tag == "{urn:xmpp:sm:3}enabled")
+        await sync(juliet)
+        for n in range(20):
+            await romeo.send(_message(juliet.jid, n, str(n)))
+            await trio.sleep(0.01)
+        received = await _receive_messages(juliet, 20)
+        taken_while_chatting = log.taken  # (at the end, what juliet never acked bounces)
+    assert [m.get("id") for m in received] == [f"m{n}" for n in range(20)]
+    assert taken_while_chatting == 0
