@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import trio
 import trio.testing
-
 from casper.bench.workloads import REDATE_SECONDS, GapWatch
 
 
-async def test_steady_progress_keeps_the_watch_quiet(autojump_clock: trio.testing.MockClock) -> None:
+async def test_steady_progress_keeps_the_watch_quiet(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     with trio.CancelScope() as scope:
         watch = GapWatch(scope, 5.0)
         for _ in range(100):  # 30 s of progress every 0.3 s

@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
-
 from casper.tls import channel_bindings, ensure_certificate, server_ssl_context
 from casper.tls_stream import SocketTLSStream, client_tls_stream, server_tls_stream
 
@@ -112,7 +111,7 @@ async def test_garbage_instead_of_a_handshake_is_a_broken_resource(contexts) -> 
 
 
 async def test_a_send_cancelled_halfway_breaks_the_stream_for_later_sends(contexts) -> None:
-    async with tls_pair(contexts) as (server, client):
+    async with tls_pair(contexts) as (server, _client):
         with trio.move_on_after(0.2) as waited:  # nobody reads: the send must block
             await server.send_all(os.urandom(16 * 1024 * 1024))
         assert waited.cancelled_caught
@@ -138,17 +137,17 @@ async def test_a_cancelled_receive_loses_nothing(contexts) -> None:
 
 
 async def test_two_receivers_at_once_are_refused(contexts) -> None:
-    async with tls_pair(contexts) as (server, client):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.receive_some, 100)
-            await trio.testing.wait_all_tasks_blocked()
-            with pytest.raises(trio.BusyResourceError):
-                await server.receive_some(100)
-            nursery.cancel_scope.cancel()
+    async with tls_pair(contexts) as (server, _client), trio.open_nursery() as nursery:
+        nursery.start_soon(server.receive_some, 100)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            await server.receive_some(100)
+        nursery.cancel_scope.cancel()
 
 
 async def test_closing_wakes_a_waiting_receiver_and_later_calls_fail(contexts) -> None:
-    async with tls_pair(contexts) as (server, client):
+    async with tls_pair(contexts) as (server, _client):
+
         async def receive() -> None:
             with pytest.raises(trio.ClosedResourceError):
                 await server.receive_some(100)
@@ -193,7 +192,6 @@ async def test_the_server_side_tells_tls_server_end_point(contexts) -> None:
     assert "tls-unique" not in bindings  # TLS 1.3
 
 
-
 async def test_send_now_writes_at_once_and_leaves_nothing_pending(contexts) -> None:
     async with tls_pair(contexts) as (server, client):
         assert server.send_now(b"<message/>") and not server.send_pending
@@ -215,9 +213,8 @@ async def test_what_send_now_leaves_with_openssl_the_next_send_all_writes_first(
 
 
 async def test_send_now_is_refused_while_a_send_waits(contexts) -> None:
-    async with tls_pair(contexts) as (server, client):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.send_all, os.urandom(16 * 1024 * 1024))
-            await trio.testing.wait_all_tasks_blocked()
-            assert not server.send_now(b"<message/>")
-            nursery.cancel_scope.cancel()
+    async with tls_pair(contexts) as (server, _client), trio.open_nursery() as nursery:
+        nursery.start_soon(server.send_all, os.urandom(16 * 1024 * 1024))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not server.send_now(b"<message/>")
+        nursery.cancel_scope.cancel()

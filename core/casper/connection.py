@@ -27,7 +27,7 @@ import math
 import secrets
 import ssl
 from functools import partial
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
 import trio
@@ -38,6 +38,7 @@ from .dispatch import handle_client_element
 from .errors import StanzaError, StreamError
 from .jid import JID
 from .limits import peer_address
+from .outbox import BATCH, drain, next_batch, worth_keeping
 from .plugins import call_safely
 from .resumption import end_session, retire
 from .sasl import Failure
@@ -55,7 +56,6 @@ RECEIVE_SIZE = 65536
 FLUSH_SECONDS = 5.0
 READ_GRACE = 1.0  # seconds the reader goes on after a failed write (input may be pending)
 TOO_MANY_FAILURES = "too many failed attempts; try again later"
-BATCH = 256  # queued items coalesced into one write
 _STANZAS = (MESSAGE, PRESENCE, IQ)
 
 
@@ -161,8 +161,8 @@ class Connection:
 
     async def _start_tls(self) -> None:
         assert self.ssl_context is not None
-        self.stream = server_tls_stream(self.stream, self.ssl_context)
-        await self.stream.do_handshake()
+        self.stream = tls = server_tls_stream(self.stream, self.ssl_context)
+        await tls.do_handshake()
         self.neg.tls_started()
         await self._bind_channel()
 
@@ -361,9 +361,7 @@ class Connection:
         get (with stream management: what it did not acknowledge, and what is queued, which
         it could not acknowledge any more), clean up presence, then say goodbye."""
         with trio.CancelScope(shield=True):
-            queued = (
-                [i for i in _drain(receive) if _worth_keeping(i)] if session.sm.counting else []
-            )
+            queued = [i for i in drain(receive) if worth_keeping(i)] if session.sm.counting else []
             await retire(self.server, session, queued)
             await self.server.unbind(session)
         if session.closing is not None and not session.transport_lost:
@@ -382,7 +380,7 @@ class Connection:
         """After the connection's last write: detach a resumable session whose transport
         broke, end any other; what was queued but never written is kept either way."""
         send.close()
-        drained = [i for i in _drain(receive) if _worth_keeping(i)]
+        drained = [i for i in drain(receive) if worth_keeping(i)]
         unwritten = self._in_flight + self._handed_over + self._unwritten + self._backlog + drained
         self._in_flight, self._handed_over, self._unwritten, self._backlog = [], [], [], []
         if self._detaching(session):
@@ -420,12 +418,12 @@ class Connection:
                     batch.extend(self._backlog[:BATCH])
                     del self._backlog[:BATCH]
                 elif request_at == math.inf:  # no deadline: no cancel scope, the common case
-                    batch = await _next_batch(receive, session)
+                    batch = await next_batch(receive, session)
                     if not batch:
                         break  # the outbox was closed and is empty
                 else:
                     with trio.move_on_at(request_at) as waiting:
-                        batch = await _next_batch(receive)
+                        batch = await next_batch(receive)
                     if not batch and not waiting.cancelled_caught:
                         break
                     if not batch:  # stanzas have waited long enough for an ack
@@ -435,7 +433,7 @@ class Connection:
                         continue
                 self.activity += 1
                 if session.discard_queued or (session.sm.counting and session.closing is not None):
-                    self._unwritten.extend(i for i in batch if _worth_keeping(i))  # rescued
+                    self._unwritten.extend(i for i in batch if worth_keeping(i))  # rescued
                     continue
                 data, uncounted = self._encode(batch, session)
                 if session.sm.unrequested >= max(1, session.sm.max_unacked // 8):
@@ -492,54 +490,6 @@ class Connection:
             if not session.sm.sent(item):
                 uncounted.append(item)
         return b"".join(chunks), uncounted
-
-
-async def _next_batch(
-    receive: trio.MemoryReceiveChannel[Outgoing], session: Session | None = None
-) -> list[Outgoing]:
-    """The next item and whatever else is queued (up to BATCH); empty at the channel's end.
-    With ``session``, its ``writer_idle`` is set while waiting on an empty outbox."""
-    try:
-        if session is None:
-            batch = [await receive.receive()]
-        else:
-            batch = [await _receive_marking_idle(receive, session)]
-    except trio.EndOfChannel:
-        return []
-    while len(batch) < BATCH:
-        try:
-            batch.append(receive.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-    return batch
-
-
-async def _receive_marking_idle(
-    receive: trio.MemoryReceiveChannel[Outgoing], session: Session
-) -> Outgoing:
-    try:
-        return receive.receive_nowait()
-    except trio.WouldBlock:
-        pass
-    session.writer_idle = True
-    try:
-        return await receive.receive()
-    finally:
-        session.writer_idle = False
-
-
-def _drain(receive: trio.MemoryReceiveChannel[Outgoing]) -> list[Outgoing]:
-    items = []
-    while True:
-        try:
-            items.append(receive.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-            return items
-
-
-def _worth_keeping(item: Outgoing) -> TypeGuard[Kept]:
-    """Stanzas outlive a stream; bytes for it don't (a counted iq answer is a stanza)."""
-    return isinstance(item, Stanza) or (isinstance(item, StreamData) and item.counted)
 
 
 async def handle_connection(server: Server, stream: trio.abc.Stream, *, secure: bool,

@@ -244,7 +244,10 @@ class SocketTLSStream(trio.abc.Stream):
         self._check_open()
 
 
-def server_tls_stream(stream: trio.abc.Stream, context: ssl.SSLContext) -> trio.abc.Stream:
+TLSStream = SocketTLSStream | trio.SSLStream[trio.abc.Stream]
+
+
+def server_tls_stream(stream: trio.abc.Stream, context: ssl.SSLContext) -> TLSStream:
     """The server side of TLS over ``stream``: a :class:`SocketTLSStream` on a TCP socket,
     a :class:`trio.SSLStream` on anything else."""
     if isinstance(stream, trio.SocketStream):
@@ -254,7 +257,7 @@ def server_tls_stream(stream: trio.abc.Stream, context: ssl.SSLContext) -> trio.
 
 def client_tls_stream(
     stream: trio.abc.Stream, context: ssl.SSLContext, server_hostname: str
-) -> trio.abc.Stream:
+) -> TLSStream:
     """The client side of TLS over ``stream``, chosen as :func:`server_tls_stream` does."""
     if isinstance(stream, trio.SocketStream):
         return SocketTLSStream.wrap(stream, context, server_side=False,

@@ -11,6 +11,7 @@ from xml.etree.ElementTree import Element
 
 import pytest
 import trio
+import trio.lowlevel
 from casper.testing import TestClient, open_test_server
 from casper.tls_stream import SocketTLSStream
 
@@ -54,15 +55,16 @@ async def test_direct_and_queued_messages_arrive_complete_and_in_order(
     log = SendNowLog(monkeypatch)
     count = 300
     async with (
-        open_test_server(default_plugins=False, tcp=True, accounts=("romeo", "juliet"),
-                         stanza_rate=None) as srv,  # fmt: skip
+        open_test_server(
+            default_plugins=False, tcp=True, accounts=("romeo", "juliet"), stanza_rate=None
+        ) as srv,  # fmt: skip
         srv.client("romeo") as romeo,
         srv.client("juliet") as juliet,
     ):
         await sync(juliet)
         for n in range(count // 2):  # one at a time: juliet's writer is idle for most
             await romeo.send(_message(juliet.jid, n, str(n)))
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
         burst = "".join(_message(juliet.jid, n, str(n)) for n in range(count // 2, count))
         await romeo.send(burst)  # many in one read: queued behind each other
         received = await _receive_messages(juliet, count)
@@ -77,8 +79,13 @@ async def test_a_direct_write_the_socket_cannot_take_whole_is_finished_by_the_wr
     log = SendNowLog(monkeypatch)
     big = "x" * 200_000
     async with (
-        open_test_server(default_plugins=False, tcp=True, accounts=("romeo", "juliet"),
-                         stanza_rate=None, outbox_size=1000) as srv,  # fmt: skip
+        open_test_server(
+            default_plugins=False,
+            tcp=True,
+            accounts=("romeo", "juliet"),
+            stanza_rate=None,
+            outbox_size=1000,
+        ) as srv,  # fmt: skip
         srv.client("romeo") as romeo,
         srv.client("juliet") as juliet,
     ):
@@ -102,8 +109,9 @@ async def test_a_session_under_stream_management_is_written_by_its_writer_only(
 ) -> None:
     log = SendNowLog(monkeypatch)
     async with (
-        open_test_server(default_plugins=False, tcp=True, accounts=("romeo", "juliet"),
-                         stanza_rate=None) as srv,  # fmt: skip
+        open_test_server(
+            default_plugins=False, tcp=True, accounts=("romeo", "juliet"), stanza_rate=None
+        ) as srv,  # fmt: skip
         srv.client("romeo") as romeo,
         srv.client("juliet") as juliet,
     ):

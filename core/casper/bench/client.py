@@ -192,8 +192,8 @@ class BenchClient:
             reply = await self.receive()
             if reply.tag != f"{{{TLS_NS}}}proceed":
                 raise XMPPFailure("starttls", reply.tag.rpartition("}")[2])
-            self.stream = client_tls_stream(self.stream, ssl_context, self.domain)
-            await self.stream.do_handshake()
+            self.stream = tls = client_tls_stream(self.stream, ssl_context, self.domain)
+            await tls.do_handshake()
             features = await self._restart()
         await self._authenticate(features, username, password, mechanism)
         features = await self._restart()

@@ -15,7 +15,6 @@ import argparse
 import resource
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path

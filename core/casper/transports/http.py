@@ -102,9 +102,9 @@ class HttpService:
         self.counts.http_connections += 1
         try:
             if self.ssl_context is not None:
-                stream = server_tls_stream(stream, self.ssl_context)
+                stream = tls = server_tls_stream(stream, self.ssl_context)
                 with trio.fail_after(self.timeout):
-                    await stream.do_handshake()
+                    await tls.do_handshake()
             await self._serve(stream)
         except (*_CLOSE_ERRORS, trio.TooSlowError):
             pass  # the peer is gone
