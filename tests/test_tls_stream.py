@@ -218,3 +218,30 @@ async def test_send_now_is_refused_while_a_send_waits(contexts) -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert not server.send_now(b"<message/>")
         nursery.cancel_scope.cancel()
+
+
+async def test_bytes_send_now_left_survive_a_send_all_cancelled_before_it_starts(contexts) -> None:
+    chunk = os.urandom(256 * 1024)
+    async with tls_pair(contexts) as (server, client):
+        taken = 0
+        while not server.send_pending:
+            assert server.send_now(chunk)
+            taken += 1
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await server.send_all(b"")  # the writer, woken for them, cancelled at once
+        assert server.send_pending
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.send_all, b"after")
+            data = await _receive_exactly(client, taken * len(chunk) + len(b"after"))
+        assert data == chunk * taken + b"after"  # OpenSSL's pending record, then the rest
+
+
+async def test_abandoned_pending_bytes_break_the_stream(contexts) -> None:
+    async with tls_pair(contexts) as (server, _client):
+        while not server.send_pending:
+            assert server.send_now(os.urandom(256 * 1024))
+        server.abandon_pending()
+        assert not server.send_pending
+        with pytest.raises(trio.BrokenResourceError):
+            await server.send_all(b"<message/>")

@@ -380,6 +380,7 @@ class Connection:
         """After the connection's last write: detach a resumable session whose transport
         broke, end any other; what was queued but never written is kept either way."""
         send.close()
+        await self._settle_handed_over()
         drained = [i for i in drain(receive) if worth_keeping(i)]
         unwritten = self._in_flight + self._handed_over + self._unwritten + self._backlog + drained
         self._in_flight, self._handed_over, self._unwritten, self._backlog = [], [], [], []
@@ -395,6 +396,16 @@ class Connection:
                 return
             unwritten = []  # nobody to keep it (the server is stopping): end it now
         await end_session(self.server, session, unwritten)
+
+    async def _settle_handed_over(self) -> None:
+        """Stanzas a direct write left in part with OpenSSL are written now (within a
+        second) or never: then the stream is broken, and they are kept as unwritten."""
+        if not self._handed_over or not isinstance(self.stream, SocketTLSStream):
+            return
+        await send_quietly(self.stream, b"")
+        if not self.stream.send_pending:
+            self._handed_over = []
+        self.stream.abandon_pending()
 
     def _drain_negotiation(self) -> bytes:
         chunks = []
@@ -427,7 +438,7 @@ class Connection:
                     if not batch and not waiting.cancelled_caught:
                         break
                     if not batch:  # stanzas have waited long enough for an ack
-                        await self.stream.send_all(sm.REQUEST_DATA)
+                        await self._write(sm.REQUEST_DATA)
                         session.sm.request_sent()
                         request_at = math.inf
                         continue
@@ -443,18 +454,24 @@ class Connection:
                     request_at = math.inf
                 elif request_at == math.inf:
                     request_at = trio.current_time() + self.server.config.sm_ack_interval
-                self._in_flight = self._handed_over + uncounted  # lost if this write fails: rescued
-                self._handed_over = []
-                await self.stream.send_all(data)
-                self._in_flight = []
+                await self._write(data, uncounted)
                 if session.sm.over_limit:
                     session.close(
                         StreamError("resource-constraint", "too many unacknowledged stanzas")
                     )
             if self._final:
-                await self.stream.send_all(self._final)
+                await self._write(self._final)
         except _TRANSPORT_ERRORS:
             session.transport_gone()
+
+    async def _write(self, data: bytes, uncounted: list[Kept] | None = None) -> None:
+        """Write for the writer. A write also finishes what a direct write left with
+        OpenSSL, so its stanzas count as in flight with ``uncounted``: rescued if the write
+        fails, written if it succeeds."""
+        self._in_flight = self._handed_over + (uncounted or [])
+        self._handed_over = []
+        await self.stream.send_all(data)
+        self._in_flight = []
 
     def _write_now(self, session: Session, stream: SocketTLSStream, stanza: Stanza) -> bool:
         """Write ``stanza`` from the delivering task while the writer waits on an empty
@@ -462,7 +479,11 @@ class Connection:
         and ack requests are the writer's. False: queue it instead."""
         if session.sm.counting or session.discard_queued:
             return False
-        if not stream.send_now(serialize(stanza.element)):
+        try:
+            data = serialize(stanza.element)
+        except (ValueError, TypeError):  # the writer meets it again, in its own task
+            return False
+        if not stream.send_now(data):
             return False
         self.activity += 1
         if stream.send_pending:  # OpenSSL holds part of it: the writer writes the rest

@@ -131,9 +131,9 @@ class SocketTLSStream(trio.abc.Stream):
                 await self.do_handshake()
             if self._broken:
                 raise trio.BrokenResourceError("an earlier send was cut short")
-            if self._unfinished is not None:
-                unfinished, self._unfinished = self._unfinished, None
-                await self._send(unfinished)
+            if self._unfinished is not None:  # kept until written: OpenSSL expects it again
+                await self._send(self._unfinished)
+                self._unfinished = None
             await self._send(memoryview(data))
         finally:
             self._sending = False
@@ -162,6 +162,13 @@ class SocketTLSStream(trio.abc.Stream):
             self._unfinished = memoryview(data)[sent:]
         return True
 
+    def abandon_pending(self) -> None:
+        """Give up what :meth:`send_now` left pending: it will never be written, and the
+        stream is broken from now on (part of a record may be on the wire)."""
+        if self._unfinished is not None:
+            self._unfinished = None
+            self._broken = True
+
     @property
     def send_pending(self) -> bool:
         """Whether :meth:`send_now` left bytes that the next :meth:`send_all` writes."""
@@ -185,6 +192,7 @@ class SocketTLSStream(trio.abc.Stream):
                     await self._wait(trio.lowlevel.wait_readable)
                 except _SOCKET_ERRORS as exc:
                     self._check_open()
+                    self._broken = True
                     raise trio.BrokenResourceError(f"TLS connection failed: {exc}") from exc
         except BaseException:
             if waited or sent:

@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.lowlevel
 from casper.testing import TestClient, open_test_server
+from casper.testing.client import StreamEnded
 from casper.tls_stream import SocketTLSStream
 
 from tests.helpers import sync
@@ -125,3 +126,47 @@ async def test_a_session_under_stream_management_is_written_by_its_writer_only(
         taken_while_chatting = log.taken  # (at the end, what juliet never acked bounces)
     assert [m.get("id") for m in received] == [f"m{n}" for n in range(20)]
     assert taken_while_chatting == 0
+
+
+@pytest.mark.parametrize("attempt", range(8))  # the burst is not always read at once
+async def test_a_stanza_left_pending_when_the_outbox_overflows_is_delivered_or_bounced_not_both(
+    monkeypatch: pytest.MonkeyPatch, attempt: int
+) -> None:
+    original = SocketTLSStream.send_now
+
+    def send_now_socket_full(stream: SocketTLSStream, data: bytes) -> bool:
+        if b"PENDING" in data and not stream.send_pending:
+            stream._unfinished = memoryview(data)  # as OpenSSL keeps a write the socket refused
+            return True
+        return original(stream, data)
+
+    monkeypatch.setattr(SocketTLSStream, "send_now", send_now_socket_full)
+    juliet_got: list[tuple[str | None, str | None]] = []
+    romeo_got: list[tuple[str | None, str | None]] = []
+    async with (
+        open_test_server(
+            default_plugins=False,
+            tcp=True,
+            accounts=("romeo", "juliet"),
+            stanza_rate=None,
+            outbox_size=16,
+        ) as srv,  # fmt: skip
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+    ):
+        await sync(juliet)
+        # one read: m0 is written directly (and left pending), the rest overflow her outbox
+        burst = _message(juliet.jid, 0, "PENDING")
+        burst += "".join(_message(juliet.jid, n, "x") for n in range(1, 60))
+        await romeo.send(burst)
+        with pytest.raises(StreamEnded, match="resource-constraint"), trio.fail_after(10):
+            while True:
+                element = await juliet.recv(timeout=10)
+                juliet_got.append((element.get("id"), element.get("type")))
+        with trio.move_on_after(0.5):
+            while True:
+                element = await romeo.recv(timeout=1)
+                romeo_got.append((element.get("id"), element.get("type")))
+    delivered = ("m0", "chat") in juliet_got
+    bounced = ("m0", "error") in romeo_got
+    assert delivered != bounced, (juliet_got, romeo_got)
