@@ -139,3 +139,14 @@ def test_bench_spawns_prosody_and_ejabberd_with_the_same_workloads(tmp_path: Pat
         assert figures["logins"] == 5 and figures["broadcasts"] == 3 * 5, figures
         assert report["targets"][name]["version"].startswith(name)
         assert "messages_per_s" in report["ratios"][name]
+
+
+def test_tls_bench_prints_both_implementations_and_their_ratio(capsys) -> None:
+    from casper.bench import tls
+
+    tls.main(["--records", "300", "--rounds", "1", "--in-flight", "4"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"trio.SSLStream", "SocketTLSStream"}
+    assert all(float(row[1]) > 0 for row in rows.values())
+    assert rows["trio.SSLStream"][2] == "1.00x"
