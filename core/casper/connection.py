@@ -38,7 +38,14 @@ from .dispatch import handle_client_element
 from .errors import StanzaError, StreamError
 from .jid import JID
 from .limits import peer_address
-from .outbox import BATCH, drain, next_batch, worth_keeping
+from .outbox import (
+    BATCH,
+    close_if_over_limit,
+    drain,
+    encode_with_request,
+    next_batch,
+    worth_keeping,
+)
 from .plugins import call_safely
 from .resumption import end_session, retire
 from .sasl import Failure
@@ -46,7 +53,6 @@ from .session import Kept, Outgoing, Session, StreamData
 from .stanza import IQ, MESSAGE, PRESENCE, Stanza
 from .tls import channel_bindings
 from .tls_stream import TLS_STREAMS, SocketTLSStream, server_tls_stream
-from .xml import serialize
 
 if TYPE_CHECKING:
     from .server import Server
@@ -98,6 +104,7 @@ class Connection:
         self._unwritten: list[Kept] = []  # taken from the outbox, never written
         self._in_flight: list[Kept] = []  # being written, not counted by stream management
         self._handed_over: list[Kept] = []  # written now in part; the writer finishes them
+        self._request_at = math.inf  # when the writer sends <r/> (stream management)
         self._backlog: list[Kept] = []  # to resend first on a resumed stream
         self._binding: JID | None = None  # account of a bind answered, not yet bound
         self.hand_off: bytes | None = None  # pending bytes: the account lives on another worker
@@ -403,8 +410,8 @@ class Connection:
         if not self._handed_over or not isinstance(self.stream, SocketTLSStream):
             return
         await send_quietly(self.stream, b"")
-        if not self.stream.send_pending:
-            self._handed_over = []
+        if not self.stream.send_pending and not self.stream.broken:
+            self._handed_over = []  # written
         self.stream.abandon_pending()
 
     def _drain_negotiation(self) -> bytes:
@@ -421,44 +428,38 @@ class Connection:
     ) -> None:
         """Write the backlog (resumption), then queued items, coalescing what is already
         queued into one send; ask for acks (``<r/>``) when stanzas wait for one."""
-        request_at = math.inf  # when to send <r/>
+        self._request_at = math.inf  # when to send <r/>
         try:
             while True:
                 batch: list[Outgoing] = []
                 if self._backlog:
                     batch.extend(self._backlog[:BATCH])
                     del self._backlog[:BATCH]
-                elif request_at == math.inf:  # no deadline: no cancel scope, the common case
+                elif self._request_at == math.inf:  # no deadline, no cancel scope: most often
                     batch = await next_batch(receive, session)
                     if not batch:
                         break  # the outbox was closed and is empty
                 else:
-                    with trio.move_on_at(request_at) as waiting:
-                        batch = await next_batch(receive)
+                    with trio.move_on_at(self._request_at) as waiting:
+                        batch = await next_batch(receive, session)
                     if not batch and not waiting.cancelled_caught:
                         break
                     if not batch:  # stanzas have waited long enough for an ack
                         await self._write(sm.REQUEST_DATA)
                         session.sm.request_sent()
-                        request_at = math.inf
+                        self._request_at = math.inf
                         continue
                 self.activity += 1
                 if session.discard_queued or (session.sm.counting and session.closing is not None):
                     self._unwritten.extend(i for i in batch if worth_keeping(i))  # rescued
                     continue
-                data, uncounted = self._encode(batch, session)
-                if session.sm.unrequested >= max(1, session.sm.max_unacked // 8):
-                    data += sm.REQUEST_DATA  # many wait: ask now
-                    session.sm.request_sent()
+                data, uncounted = encode_with_request(batch, session)
                 if not session.sm.unrequested:
-                    request_at = math.inf
-                elif request_at == math.inf:
-                    request_at = trio.current_time() + self.server.config.sm_ack_interval
+                    self._request_at = math.inf
+                elif self._request_at == math.inf:
+                    self._request_at = trio.current_time() + self.server.config.sm_ack_interval
                 await self._write(data, uncounted)
-                if session.sm.over_limit:
-                    session.close(
-                        StreamError("resource-constraint", "too many unacknowledged stanzas")
-                    )
+                close_if_over_limit(session)
             if self._final:
                 await self._write(self._final)
         except _TRANSPORT_ERRORS:
@@ -475,42 +476,30 @@ class Connection:
 
     def _write_now(self, session: Session, stream: SocketTLSStream, stanza: Stanza) -> bool:
         """Write ``stanza`` from the delivering task while the writer waits on an empty
-        outbox: the writer is not woken for it. Not under stream management, whose counts
-        and ack requests are the writer's. False: queue it instead."""
-        if session.sm.counting or session.discard_queued:
+        outbox: the writer is not woken for it. Under stream management the stanza is
+        counted and acks are asked for as the writer would; the writer is woken only to
+        start its ack-request deadline. False: queue it instead."""
+        if session.discard_queued or not stream.can_send_now:
             return False
         try:
-            data = serialize(stanza.element)
+            data, uncounted = encode_with_request([stanza], session)
         except (ValueError, TypeError):  # the writer meets it again, in its own task
             return False
-        if not stream.send_now(data):
-            return False
+        # taken from here on: counted stanzas are kept by stream management, the others
+        # are rescued by the writer if the stream broke (it says so at the next write)
+        stream.send_now(data)
         self.activity += 1
+        wake_writer = bool(session.sm.unrequested) and self._request_at == math.inf
         if stream.send_pending:  # OpenSSL holds part of it: the writer writes the rest
-            self._handed_over.append(stanza)
+            self._handed_over.extend(uncounted)
+            wake_writer = True
+        elif stream.broken:
+            self._handed_over.extend(uncounted)  # the writer's next write fails: rescued
+            wake_writer = True
+        if wake_writer:
             session.deliver_nowait_bytes(b"")
+        close_if_over_limit(session)
         return True
-
-    def _encode(self, batch: list[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
-        """Serialize ``batch``, counting what the client counts (XEP-0198 rule 3); also
-        return the stanzas not counted, which only the write itself delivers."""
-        chunks, uncounted = [], []
-        for item in batch:
-            if isinstance(item, bytes):
-                chunks.append(item)
-                continue
-            if isinstance(item, Stanza):
-                chunks.append(serialize(item.element))
-            else:
-                chunks.append(item.data)
-                if item.enables_sm:
-                    session.sm.start_counting()  # every stanza after <enabled/> counts
-                    continue
-                if not item.counted:
-                    continue
-            if not session.sm.sent(item):
-                uncounted.append(item)
-        return b"".join(chunks), uncounted
 
 
 async def handle_connection(server: Server, stream: trio.abc.Stream, *, secure: bool,

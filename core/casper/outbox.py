@@ -1,4 +1,4 @@
-"""Reading a session's outbox: the writer's batches, and what is left when it stops.
+"""A session's outbox: the writer's batches, their encoding, and what is left when it stops.
 
 The writer takes the next item and whatever else is already queued (up to :data:`BATCH`)
 and writes them in one send. While it waits on an empty outbox, the session's
@@ -12,8 +12,11 @@ from typing import TypeGuard
 
 import trio
 
+from . import stream_management as sm
+from .errors import StreamError
 from .session import Kept, Outgoing, Session, StreamData
 from .stanza import Stanza
+from .xml import serialize
 
 BATCH = 256  # queued items coalesced into one write
 
@@ -64,3 +67,39 @@ def drain(receive: trio.MemoryReceiveChannel[Outgoing]) -> list[Outgoing]:
 def worth_keeping(item: Outgoing) -> TypeGuard[Kept]:
     """Stanzas outlive a stream; bytes for it don't (a counted iq answer is a stanza)."""
     return isinstance(item, Stanza) or (isinstance(item, StreamData) and item.counted)
+
+
+def encode(batch: list[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
+    """Serialize ``batch``, counting what the client counts (XEP-0198 rule 3); also
+    return the stanzas not counted, which only the write itself delivers."""
+    chunks, uncounted = [], []
+    for item in batch:
+        if isinstance(item, bytes):
+            chunks.append(item)
+            continue
+        if isinstance(item, Stanza):
+            chunks.append(serialize(item.element))
+        else:
+            chunks.append(item.data)
+            if item.enables_sm:
+                session.sm.start_counting()  # every stanza after <enabled/> counts
+                continue
+            if not item.counted:
+                continue
+        if not session.sm.sent(item):
+            uncounted.append(item)
+    return b"".join(chunks), uncounted
+
+
+def encode_with_request(batch: list[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
+    """:func:`encode`, with ``<r/>`` added when many stanzas wait for an ack."""
+    data, uncounted = encode(batch, session)
+    if session.sm.unrequested >= max(1, session.sm.max_unacked // 8):
+        data += sm.REQUEST_DATA  # many wait: ask now
+        session.sm.request_sent()
+    return data, uncounted
+
+
+def close_if_over_limit(session: Session) -> None:
+    if session.sm.over_limit:
+        session.close(StreamError("resource-constraint", "too many unacknowledged stanzas"))

@@ -146,9 +146,7 @@ class SocketTLSStream(trio.abc.Stream):
             False if it was not taken: a send is under way or pending, or the stream is
             broken (the next :meth:`send_all` says so).
         """
-        if self._sending or self._unfinished is not None or self._broken or self._closed:
-            return False
-        if not self._handshaken:
+        if not self.can_send_now:
             return False
         try:
             sent = self.socket.send(data)
@@ -161,6 +159,17 @@ class SocketTLSStream(trio.abc.Stream):
         if sent < len(data):
             self._unfinished = memoryview(data)[sent:]
         return True
+
+    @property
+    def can_send_now(self) -> bool:
+        """Whether :meth:`send_now` would take data now (it may still fail to write it)."""
+        return not (self._sending or self._unfinished is not None or self._broken
+                    or self._closed or not self._handshaken)  # fmt: skip
+
+    @property
+    def broken(self) -> bool:
+        """Whether a write failed or was cut short: later sends raise."""
+        return self._broken
 
     def abandon_pending(self) -> None:
         """Give up what :meth:`send_now` left pending: it will never be written, and the

@@ -105,27 +105,43 @@ async def test_a_direct_write_the_socket_cannot_take_whole_is_finished_by_the_wr
     ]
 
 
-async def test_a_session_under_stream_management_is_written_by_its_writer_only(
+async def test_direct_writes_under_stream_management_are_counted_and_acked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     log = SendNowLog(monkeypatch)
     async with (
         open_test_server(
-            default_plugins=False, tcp=True, accounts=("romeo", "juliet"), stanza_rate=None
+            default_plugins=False,
+            tcp=True,
+            accounts=("romeo", "juliet"),
+            stanza_rate=None,
+            sm_ack_interval=0.2,
         ) as srv,  # fmt: skip
         srv.client("romeo") as romeo,
         srv.client("juliet") as juliet,
     ):
         await juliet.send("<enable xmlns='urn:xmpp:sm:3'/>")
         await juliet.expect(lambda e: e.tag == "{urn:xmpp:sm:3}enabled")
-        await sync(juliet)
+        handled = 0  # stanzas juliet got since <enabled/>, as she will tell the server
         for n in range(20):
             await romeo.send(_message(juliet.jid, n, str(n)))
             await trio.sleep(0.01)
-        received = await _receive_messages(juliet, 20)
-        taken_while_chatting = log.taken  # (at the end, what juliet never acked bounces)
+        received = []
+        while len(received) < 20:
+            element = await juliet.recv()
+            if element.tag.startswith("{jabber:client}"):
+                handled += 1
+                received.append(element)
+        taken_while_chatting = log.taken
+        await juliet.expect(lambda e: e.tag == "{urn:xmpp:sm:3}r")  # within the ack interval
+        await juliet.send(f"<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")
+        session = srv.server.router.session_for(juliet.jid)
+        assert session is not None
+        with trio.fail_after(5):
+            while session.sm.pending:
+                await trio.sleep(0.01)
     assert [m.get("id") for m in received] == [f"m{n}" for n in range(20)]
-    assert taken_while_chatting == 0
+    assert taken_while_chatting > 0
 
 
 @pytest.mark.parametrize("attempt", range(8))  # the burst is not always read at once
