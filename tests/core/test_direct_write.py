@@ -7,12 +7,14 @@ direct path, and only real sockets fill up.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from xml.etree.ElementTree import Element
 
 import pytest
 import trio
 import trio.lowlevel
-from casper.testing import TestClient, open_test_server
+from casper.testing import TestClient, TestServer, open_test_server
 from casper.testing.client import StreamEnded
 from casper.tls_stream import SocketTLSStream
 
@@ -37,6 +39,25 @@ class SendNowLog:
         monkeypatch.setattr(SocketTLSStream, "send_now", send_now)
 
 
+@asynccontextmanager
+async def romeo_and_juliet(
+    **config: object,
+) -> AsyncIterator[tuple[TestServer, TestClient, TestClient]]:
+    """A server on loopback TCP with Romeo and Juliet logged in over TLS."""
+    async with (
+        open_test_server(
+            default_plugins=False,
+            tcp=True,
+            accounts=("romeo", "juliet"),
+            stanza_rate=None,
+            **config,
+        ) as srv,  # type: ignore[arg-type]  # fmt: skip
+        srv.client("romeo") as romeo,
+        srv.client("juliet") as juliet,
+    ):
+        yield srv, romeo, juliet
+
+
 def _message(to: object, n: int, body: str) -> str:
     return f"<message to='{to}' id='m{n}' type='chat'><body>{body}</body></message>"
 
@@ -55,13 +76,7 @@ async def test_direct_and_queued_messages_arrive_complete_and_in_order(
 ) -> None:
     log = SendNowLog(monkeypatch)
     count = 300
-    async with (
-        open_test_server(
-            default_plugins=False, tcp=True, accounts=("romeo", "juliet"), stanza_rate=None
-        ) as srv,  # fmt: skip
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-    ):
+    async with romeo_and_juliet() as (_srv, romeo, juliet):
         await sync(juliet)
         for n in range(count // 2):  # one at a time: juliet's writer is idle for most
             await romeo.send(_message(juliet.jid, n, str(n)))
@@ -79,17 +94,7 @@ async def test_a_direct_write_the_socket_cannot_take_whole_is_finished_by_the_wr
 ) -> None:
     log = SendNowLog(monkeypatch)
     big = "x" * 200_000
-    async with (
-        open_test_server(
-            default_plugins=False,
-            tcp=True,
-            accounts=("romeo", "juliet"),
-            stanza_rate=None,
-            outbox_size=1000,
-        ) as srv,  # fmt: skip
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-    ):
+    async with romeo_and_juliet(outbox_size=1000) as (_srv, romeo, juliet):
         await sync(juliet)
         sent = 0
         with trio.fail_after(30):
@@ -109,17 +114,7 @@ async def test_direct_writes_under_stream_management_are_counted_and_acked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     log = SendNowLog(monkeypatch)
-    async with (
-        open_test_server(
-            default_plugins=False,
-            tcp=True,
-            accounts=("romeo", "juliet"),
-            stanza_rate=None,
-            sm_ack_interval=0.2,
-        ) as srv,  # fmt: skip
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-    ):
+    async with romeo_and_juliet(sm_ack_interval=0.2) as (srv, romeo, juliet):
         await juliet.send("<enable xmlns='urn:xmpp:sm:3'/>")
         await juliet.expect(lambda e: e.tag == "{urn:xmpp:sm:3}enabled")
         handled = 0  # stanzas juliet got since <enabled/>, as she will tell the server
@@ -159,17 +154,7 @@ async def test_a_stanza_left_pending_when_the_outbox_overflows_is_delivered_or_b
     monkeypatch.setattr(SocketTLSStream, "send_now", send_now_socket_full)
     juliet_got: list[tuple[str | None, str | None]] = []
     romeo_got: list[tuple[str | None, str | None]] = []
-    async with (
-        open_test_server(
-            default_plugins=False,
-            tcp=True,
-            accounts=("romeo", "juliet"),
-            stanza_rate=None,
-            outbox_size=16,
-        ) as srv,  # fmt: skip
-        srv.client("romeo") as romeo,
-        srv.client("juliet") as juliet,
-    ):
+    async with romeo_and_juliet(outbox_size=16) as (_srv, romeo, juliet):
         await sync(juliet)
         # one read: m0 is written directly (and left pending), the rest overflow her outbox
         burst = _message(juliet.jid, 0, "PENDING")
