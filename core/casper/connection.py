@@ -428,7 +428,6 @@ class Connection:
     ) -> None:
         """Write the backlog (resumption), then queued items, coalescing what is already
         queued into one send; ask for acks (``<r/>``) when stanzas wait for one."""
-        self._request_at = math.inf  # when to send <r/>
         try:
             while True:
                 batch: list[Outgoing] = []
@@ -490,11 +489,8 @@ class Connection:
         stream.send_now(data)
         self.activity += 1
         wake_writer = bool(session.sm.unrequested) and self._request_at == math.inf
-        if stream.send_pending:  # OpenSSL holds part of it: the writer writes the rest
-            self._handed_over.extend(uncounted)
-            wake_writer = True
-        elif stream.broken:
-            self._handed_over.extend(uncounted)  # the writer's next write fails: rescued
+        if stream.send_pending or stream.broken:  # the writer's next write finishes it, or
+            self._handed_over.extend(uncounted)  # fails and rescues it
             wake_writer = True
         if wake_writer:
             session.deliver_nowait_bytes(b"")

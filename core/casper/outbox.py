@@ -22,15 +22,12 @@ BATCH = 256  # queued items coalesced into one write
 
 
 async def next_batch(
-    receive: trio.MemoryReceiveChannel[Outgoing], session: Session | None = None
+    receive: trio.MemoryReceiveChannel[Outgoing], session: Session
 ) -> list[Outgoing]:
     """The next item and whatever else is queued (up to BATCH); empty at the channel's end.
-    With ``session``, its ``writer_idle`` is set while waiting on an empty outbox."""
+    The session's ``writer_idle`` is set while waiting on an empty outbox."""
     try:
-        if session is None:
-            batch = [await receive.receive()]
-        else:
-            batch = [await _receive_marking_idle(receive, session)]
+        batch = [await _receive_marking_idle(receive, session)]
     except trio.EndOfChannel:
         return []
     while len(batch) < BATCH:

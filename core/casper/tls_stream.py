@@ -89,14 +89,8 @@ class SocketTLSStream(trio.abc.Stream):
     def version(self) -> str | None:
         return self.socket.version()
 
-    def cipher(self) -> tuple[str, str, int] | None:
-        return self.socket.cipher()
-
     def get_channel_binding(self, cb_type: str = "tls-unique") -> bytes | None:
         return self.socket.get_channel_binding(cb_type)
-
-    def selected_alpn_protocol(self) -> str | None:
-        return self.socket.selected_alpn_protocol()
 
     # ------------------------------------------------------------------ the stream
 
