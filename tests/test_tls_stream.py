@@ -245,3 +245,66 @@ async def test_abandoned_pending_bytes_break_the_stream(contexts) -> None:
         assert not server.send_pending
         with pytest.raises(trio.BrokenResourceError):
             await server.send_all(b"<message/>")
+
+
+async def _records_waiting(stream: SocketTLSStream) -> None:
+    """Return once the peer's records are at ``stream``'s socket (a receive won't wait)."""
+    await trio.lowlevel.wait_readable(stream.socket)
+
+
+async def test_a_receive_takes_every_record_already_waiting(contexts) -> None:
+    records = [f"<message id='{n}'/>".encode() for n in range(5)]
+    async with tls_pair(contexts) as (server, client):
+        for record in records:
+            await client.send_all(record)  # one TLS record each
+        await _records_waiting(server)
+        assert await server.receive_some(65536) == b"".join(records)
+
+
+async def test_a_receive_takes_no_more_than_max_bytes_and_the_rest_follows(contexts) -> None:
+    records = [bytes([65 + n]) * 100 for n in range(5)]
+    async with tls_pair(contexts) as (server, client):
+        for record in records:
+            await client.send_all(record)
+        await _records_waiting(server)
+        first = await server.receive_some(250)
+        assert 100 <= len(first) <= 250
+        rest = await _receive_exactly(server, 500 - len(first))
+        assert first + rest == b"".join(records)
+
+
+async def test_close_notify_behind_waiting_records_reads_as_eof_after_them(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        await client.send_all(b"<a/>")
+        await client.send_all(b"<b/>")
+        await client.aclose()  # close_notify follows the two records
+        await _records_waiting(server)
+        assert await server.receive_some(65536) == b"<a/><b/>"
+        assert await server.receive_some(65536) == b""
+        assert await server.receive_some(65536) == b""
+
+
+class _SocketFailingAfter:
+    """Stands for an SSLSocket whose next reads return ``chunks``, then fail."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+
+    def recv(self, size: int) -> bytes:
+        if not self.chunks:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return self.chunks.pop(0)
+
+    def pending(self) -> int:
+        return 0
+
+
+async def test_an_error_behind_waiting_records_is_raised_after_they_are_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = SocketTLSStream(_SocketFailingAfter(b"<a/>", b"<b/>"))  # type: ignore[arg-type]
+    stream._handshaken = True
+    monkeypatch.setattr(stream, "_readable_now", lambda: True)  # the kernel holds more
+    assert await stream.receive_some(65536) == b"<a/><b/>"
+    with pytest.raises(trio.BrokenResourceError, match="reset"):
+        await stream.receive_some(65536)
