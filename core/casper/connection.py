@@ -473,15 +473,15 @@ class Connection:
         await self.stream.send_all(data)
         self._in_flight = []
 
-    def _write_now(self, session: Session, stream: SocketTLSStream, stanza: Stanza) -> bool:
-        """Write ``stanza`` from the delivering task while the writer waits on an empty
-        outbox: the writer is not woken for it. Under stream management the stanza is
+    def _write_now(self, session: Session, stream: SocketTLSStream, stanzas: list[Stanza]) -> bool:
+        """Write ``stanzas`` from the delivering task while the writer waits on an empty
+        outbox: the writer is not woken for them. Under stream management they are
         counted and acks are asked for as the writer would; the writer is woken only to
-        start its ack-request deadline. False: queue it instead."""
+        start its ack-request deadline. False: queue them instead."""
         if session.discard_queued or not stream.can_send_now:
             return False
         try:
-            data, uncounted = encode_with_request([stanza], session)
+            data, uncounted = encode_with_request(stanzas, session)
         except (ValueError, TypeError):  # the writer meets it again, in its own task
             return False
         # taken from here on: counted stanzas are kept by stream management, the others

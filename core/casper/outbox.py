@@ -8,6 +8,7 @@ and writes them in one send. While it waits on an empty outbox, the session's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeGuard
 
 import trio
@@ -66,18 +67,21 @@ def worth_keeping(item: Outgoing) -> TypeGuard[Kept]:
     return isinstance(item, Stanza) or (isinstance(item, StreamData) and item.counted)
 
 
-def encode(batch: list[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
+def encode(batch: Sequence[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
     """Serialize ``batch``, counting what the client counts (XEP-0198 rule 3); also
-    return the stanzas not counted, which only the write itself delivers."""
-    chunks, uncounted = [], []
+    return the stanzas not counted, which only the write itself delivers. A stanza that
+    cannot be serialized raises before anything is counted."""
+    data = b"".join(
+        item if isinstance(item, bytes)
+        else serialize(item.element) if isinstance(item, Stanza)
+        else item.data
+        for item in batch
+    )  # fmt: skip
+    uncounted = []
     for item in batch:
         if isinstance(item, bytes):
-            chunks.append(item)
             continue
-        if isinstance(item, Stanza):
-            chunks.append(serialize(item.element))
-        else:
-            chunks.append(item.data)
+        if isinstance(item, StreamData):
             if item.enables_sm:
                 session.sm.start_counting()  # every stanza after <enabled/> counts
                 continue
@@ -85,10 +89,10 @@ def encode(batch: list[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
                 continue
         if not session.sm.sent(item):
             uncounted.append(item)
-    return b"".join(chunks), uncounted
+    return data, uncounted
 
 
-def encode_with_request(batch: list[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
+def encode_with_request(batch: Sequence[Outgoing], session: Session) -> tuple[bytes, list[Kept]]:
     """:func:`encode`, with ``<r/>`` added when many stanzas wait for an ack."""
     data, uncounted = encode(batch, session)
     if session.sm.unrequested >= max(1, session.sm.max_unacked // 8):

@@ -21,6 +21,7 @@ import trio
 
 from .cluster.worker import Cluster, WorkerPlace
 from .config import Config
+from .corks import Corks
 from .heap import IdleStreams, trim_periodically
 from .iq import IqHandler, IqTable
 from .jid import JID
@@ -88,6 +89,7 @@ class Server:
         self.s2s = S2SManager(self)  # federation; inert unless [s2s] enabled
         self.resumable = ResumableSessions(self)  # XEP-0198 sessions waiting to be resumed
         self.idle_streams = IdleStreams()  # parsers that free expat's state when idle
+        self.corks = Corks()  # a task step's stanzas for one client, written together
         self.nursery: trio.Nursery | None = None
         self.cluster: Cluster | None = None  # set while serving as one of several workers
 
@@ -297,6 +299,7 @@ async def serve(
             await nursery.start(server.resumable.serve)  # before any session can detach
             await nursery.start(trim_periodically)
             await nursery.start(server.idle_streams.serve)
+            await nursery.start(server.corks.serve)
             if server.cluster is not None:
                 await nursery.start(server.cluster.serve)
             pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))

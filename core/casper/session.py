@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from .corks import CORK_LIMIT
 from .errors import StreamError
 from .jid import JID
 from .stanza import Stanza
@@ -63,6 +64,7 @@ class SessionOutbox:
             await trio.lowlevel.checkpoint()
             session._keep(stanza)
             return
+        session.flush_corked()  # what this step delivered before goes first
         try:
             await channel.send(stanza)
         except trio.BrokenResourceError:
@@ -120,9 +122,10 @@ class Session:
         self.unbound = False  # Server.unbind() has run (or is running) for it
         self.discard_queued = False
         self._channel = outbox
-        # the connection's writer waits on an empty outbox, and how to write a stanza at once
+        # the connection's writer waits on an empty outbox, and how to write stanzas at once
         self.writer_idle = False
-        self.write_now: Callable[[Stanza], bool] | None = None
+        self.write_now: Callable[[list[Stanza]], bool] | None = None
+        self._corked: list[Stanza] = []  # delivered in this task step, written at its end
         self._closed = trio.Event()  # close() was called: for the session's whole life
         self.stop_requested = False  # the attached connection is asked to stop
         self._on_stop: Callable[[], None] | None = None  # how that connection stops
@@ -168,9 +171,37 @@ class Session:
         if self.closing is not None or self._channel is None:
             self._keep(stanza)
             return
-        if self.writer_idle and self.write_now is not None and self.write_now(stanza):
-            return  # written by the delivering task: the writer was not woken for it
+        if self._corked:
+            self._corked.append(stanza)
+            if len(self._corked) >= CORK_LIMIT:
+                self.flush_corked()
+            return
+        if self.writer_idle and self.write_now is not None:
+            corks = self.server.corks
+            if corks.active:  # written with what else this step delivers (casper.corks)
+                self._corked.append(stanza)
+                corks.hold(self)
+                return
+            if self.write_now([stanza]):
+                return  # written by the delivering task: the writer was not woken for it
         self._put(stanza)
+
+    def flush_corked(self) -> None:
+        """Write the stanzas held in this task step, in one send if the writer is still
+        idle, else queue them. Anything that changes how the session writes calls this
+        first, so held stanzas meet the state they were delivered in."""
+        corked = self._corked
+        if not corked:
+            return
+        self._corked = []
+        if self.writer_idle and self.write_now is not None:
+            try:
+                if self.write_now(corked):
+                    return
+            except Exception:  # a bug: the writer meets the stanzas again, in its own task
+                log.exception("%s: writing %d stanzas at once failed", self.jid, len(corked))
+        for stanza in corked:
+            self._put(stanza)
 
     def deliver_nowait_bytes(self, data: bytes) -> None:
         """Queue raw stream bytes (negotiation answers) behind the queued stanzas."""
@@ -183,6 +214,8 @@ class Session:
 
     def _put(self, item: Outgoing) -> None:
         assert self._channel is not None
+        if self._corked:
+            self.flush_corked()  # held stanzas were delivered first
         self.writer_idle = False  # it is woken: what follows must queue behind this item
         try:
             self._channel.send_nowait(item)
@@ -205,12 +238,14 @@ class Session:
     def close(self, error: StreamError | None = None) -> None:
         """End the session for good (with ``error`` for the client, if given)."""
         if self.closing is None:
+            self.flush_corked()
             self.closing = error or StreamError("reset")
             self._closed.set()
             self._request_stop()
 
     def transport_gone(self) -> None:
         """The attached connection's transport broke: stop writing, keep what comes."""
+        self.flush_corked()
         self.transport_lost = True
         self._channel, self.writer_idle = None, False
         self._request_stop()
@@ -229,12 +264,14 @@ class Session:
 
     def release(self) -> None:
         """The attached connection let go: nothing more is written for it."""
+        self.flush_corked()
         self._channel = self._on_stop = self.write_now = None
         self.writer_idle = False
         self._released.set()
 
     def mark_ended(self) -> None:
         """Its end has been carried out (:func:`casper.resumption.end_session`)."""
+        self.flush_corked()
         self._channel = self._on_stop = self.write_now = None
         self.writer_idle = False
         self._released.set()

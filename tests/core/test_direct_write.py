@@ -14,6 +14,7 @@ from xml.etree.ElementTree import Element
 import pytest
 import trio
 import trio.lowlevel
+from casper.corks import CORK_LIMIT
 from casper.testing import TestClient, TestServer, open_test_server
 from casper.testing.client import StreamEnded
 from casper.tls_stream import SocketTLSStream
@@ -156,9 +157,10 @@ async def test_a_stanza_left_pending_when_the_outbox_overflows_is_delivered_or_b
     romeo_got: list[tuple[str | None, str | None]] = []
     async with romeo_and_juliet(outbox_size=16) as (_srv, romeo, juliet):
         await sync(juliet)
-        # one read: m0 is written directly (and left pending), the rest overflow her outbox
+        # one read: m0 and those held with it are written at once (and left pending), the
+        # rest overflow her outbox
         burst = _message(juliet.jid, 0, "PENDING")
-        burst += "".join(_message(juliet.jid, n, "x") for n in range(1, 60))
+        burst += "".join(_message(juliet.jid, n, "x") for n in range(1, CORK_LIMIT + 60))
         await romeo.send(burst)
         with pytest.raises(StreamEnded, match="resource-constraint"), trio.fail_after(10):
             while True:
