@@ -113,6 +113,12 @@ def test_relative_paths_stay_relative_to_the_current_directory(write) -> None:
     assert config.data_dir == Path("data")
 
 
+def test_busy_wait_is_a_millisecond_unless_switched_off(write) -> None:
+    assert load_config(None, {}).busy_wait == 0.001
+    assert load_config(write("[server]\nbusy_wait = 0.0005"), {}).busy_wait == 0.0005
+    assert load_config(write("[server]\nbusy_wait = false"), {}).busy_wait is None
+
+
 def test_false_switches_off_tls_port_and_idle_timeout(write) -> None:
     config = load_config(write("[server]\ntls_port = false\n[limits]\nidle_timeout = false"), {})
     assert config.tls_port is None and config.idle_timeout is None
@@ -256,6 +262,8 @@ def test_wrong_type_names_the_key(write, toml: str, key: str) -> None:
         ("[limits]\nnegotiation_timeout = 3600.5", "limits.negotiation_timeout"),
         ("[limits]\nidle_timeout = 0", "limits.idle_timeout"),
         ("[limits]\nidle_timeout = -5", "limits.idle_timeout"),
+        ("[server]\nbusy_wait = 0", "server.busy_wait"),
+        ("[server]\nbusy_wait = 0.2", "server.busy_wait"),
     ],
 )
 def test_out_of_range_names_the_key_and_the_range(write, toml: str, key: str) -> None:

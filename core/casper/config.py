@@ -4,7 +4,7 @@ A ``Config`` is valid by construction: ``__post_init__`` checks every value agai
 table below (Prosody's ``get_option_number(min, max)`` idea), whether it came from a file, the
 command line or a test. The TOML layout (see ``examples/casper.toml``)::
 
-    [server]  domain host port tls_port data_dir workers
+    [server]  domain host port tls_port data_dir workers busy_wait
     [tls]     cert_file key_file require_starttls
     [auth]    scram_iterations allow_plain
     [limits]  max_stanza_size max_depth outbox_size negotiation_timeout idle_timeout
@@ -20,7 +20,7 @@ command line or a test. The TOML layout (see ``examples/casper.toml``)::
     [stream_management]  enabled resume_timeout max_unacked ack_interval
     [plugin.NAME]  settings read by plugin NAME through ``Config.plugin_config(NAME)``
 
-``tls_port``, ``idle_timeout``, ``http.port``, ``http.ws_ping_interval``, ``s2s.dialback_secret`` and
+``tls_port``, ``busy_wait``, ``idle_timeout``, ``http.port``, ``http.ws_ping_interval``, ``s2s.dialback_secret`` and
 ``s2s.idle_timeout`` and ``stream_management.resume_timeout`` are switched off with ``false``
 (TOML has no null), and so are the
 ``[limits]`` on connections per address, stanza rate and authentication failures. Relative
@@ -79,6 +79,7 @@ _OPTIONS = (
     _Option("tls_port", "server", "tls_port", int, 0, 65535, nullable=True),
     _Option("data_dir", "server", "data_dir", Path),
     _Option("workers", "server", "workers", int, 1, 64),
+    _Option("busy_wait", "server", "busy_wait", float, 0, 0.1, True, nullable=True),
     _Option("cert_file", "tls", "cert_file", Path, nullable=True),
     _Option("key_file", "tls", "key_file", Path, nullable=True),
     _Option("require_starttls", "tls", "require_starttls", bool),
@@ -151,6 +152,7 @@ class Config:
     tls_port: int | None = 5223  # direct TLS (XEP-0368); None disables
     data_dir: Path = Path("casper-data")
     workers: int = 1  # processes serving the domain together (casper.cluster)
+    busy_wait: float | None = 0.001  # seconds of polling after work before sleeping (busywait)
     cert_file: Path | None = None  # None (with key_file) = self-signed under data_dir/tls
     key_file: Path | None = None
     require_starttls: bool = True

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 import pluggy
 import trio
 
+from .busywait import BusyWait
 from .cluster.worker import Cluster, WorkerPlace
 from .config import Config
 from .corks import Corks
@@ -300,6 +301,8 @@ async def serve(
             await nursery.start(trim_periodically)
             await nursery.start(server.idle_streams.serve)
             await nursery.start(server.corks.serve)
+            if config.busy_wait is not None:
+                await nursery.start(BusyWait(config.busy_wait).serve)
             if server.cluster is not None:
                 await nursery.start(server.cluster.serve)
             pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))

@@ -107,6 +107,7 @@ async def open_test_server(
         memory streams; clients then connect over real sockets and real TLS.
     """
     server_ctx, client_ctx = _tls_pair(domain)
+    config.setdefault("busy_wait", None)  # the test's own tasks share the loop (and clocks)
     cfg = Config(domain=domain, port=0, tls_port=None, data_dir=Path("unused"),
                  plugins=tuple(plugins), default_plugins=default_plugins,
                  plugin_settings=plugin_settings or {}, **config)  # fmt: skip
@@ -165,6 +166,7 @@ async def open_test_cluster(
     from casper.cluster.worker import WorkerPlace
 
     server_ctx, client_ctx = _tls_pair(domain)
+    config.setdefault("busy_wait", None)  # the test's own tasks share the loop (and clocks)
     cfg = Config(domain=domain, port=0, tls_port=None, data_dir=run_dir, workers=workers,
                  plugins=tuple(plugins), **config)  # fmt: skip
     storages = [SQLiteStorage(run_dir / "casper.sqlite3") for _ in range(workers)]
