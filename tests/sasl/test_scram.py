@@ -22,6 +22,7 @@ from casper.sasl import (
     Success,
     derive_credentials,
     saslprep,
+    scram_client,
     verify_password,
 )
 
@@ -202,6 +203,39 @@ def test_round_trip(mechanism: str, username: str, password: str, kwargs: dict[s
     assert result.username == username
     assert result.additional_data is not None
     assert client.verify(result.additional_data) is True
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_a_key_cache_skips_pbkdf2_for_the_same_salt_and_still_authenticates(
+    mechanism: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    derivations: list[bytes] = []
+    real = scram_client._client_key
+
+    def counting(hash_name: str, password: str, salt: bytes, iterations: int):
+        derivations.append(salt)
+        return real(hash_name, password, salt, iterations)
+
+    monkeypatch.setattr(scram_client, "_client_key", counting)
+    cache: scram_client.ScramKeyCache = {}
+    creds = derive_credentials("pencil", iterations=64)[mechanism]
+    other_salt = derive_credentials("pencil", iterations=64)[mechanism]  # a new random salt
+    for stored in (creds, creds, other_salt, creds):
+        client = ScramClient(mechanism, "user", "pencil", key_cache=cache)
+        result, client = _exchange(client, ScramServer(mechanism), stored)
+        assert isinstance(result, Success) and result.additional_data is not None
+        assert client.verify(result.additional_data)
+    assert derivations == [creds.salt, other_salt.salt]
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_a_key_cache_does_not_let_a_wrong_password_through(mechanism: str) -> None:
+    cache: scram_client.ScramKeyCache = {}
+    creds = derive_credentials("right", iterations=64)[mechanism]
+    right = ScramClient(mechanism, "juliet", "right", key_cache=cache)
+    assert isinstance(_exchange(right, ScramServer(mechanism), creds)[0], Success)
+    wrong = ScramClient(mechanism, "juliet", "wrong", key_cache=cache)
+    assert _exchange(wrong, ScramServer(mechanism), creds)[0] == Failure("not-authorized")
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)

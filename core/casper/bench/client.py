@@ -24,6 +24,7 @@ from xml.etree.ElementTree import Element
 import trio
 
 from casper.sasl import ScramClient
+from casper.sasl.scram_client import ScramKeyCache
 from casper.tls_stream import client_tls_stream
 from casper.xml import (
     NEED_DATA,
@@ -178,10 +179,12 @@ class BenchClient:
         ssl_context: ssl.SSLContext | None,
         resource: str | None = None,
         mechanism: str | None = None,
+        key_cache: ScramKeyCache | None = None,
     ) -> str:
         """Run STARTTLS (unless ``ssl_context`` is None), SCRAM and bind; return the full JID.
 
         :param mechanism: force ``SCRAM-SHA-256`` or ``SCRAM-SHA-1``; the best offered if None.
+        :param key_cache: SCRAM keys kept between logins (:class:`ScramClient`).
         :raises XMPPFailure: if a step is refused or a needed feature is not offered.
         """
         features = await self._restart()
@@ -195,7 +198,7 @@ class BenchClient:
             self.stream = tls = client_tls_stream(self.stream, ssl_context, self.domain)
             await tls.do_handshake()
             features = await self._restart()
-        await self._authenticate(features, username, password, mechanism)
+        await self._authenticate(features, username, password, mechanism, key_cache)
         features = await self._restart()
         return await self._bind(features, resource)
 
@@ -211,10 +214,15 @@ class BenchClient:
         raise XMPPFailure("auth", f"none of {', '.join(wanted)} offered: {sorted(offered)}")
 
     async def _authenticate(
-        self, features: Element, username: str, password: str, forced: str | None
+        self,
+        features: Element,
+        username: str,
+        password: str,
+        forced: str | None,
+        key_cache: ScramKeyCache | None,
     ) -> None:
         mechanism = self._choose_mechanism(features, forced)
-        scram = ScramClient(mechanism, username, password)
+        scram = ScramClient(mechanism, username, password, key_cache=key_cache)
         first = base64.b64encode(scram.first()).decode()
         await self.send(f"<auth xmlns='{SASL_NS}' mechanism='{mechanism}'>{first}</auth>".encode())
         challenge = await self._sasl_reply("challenge")
@@ -307,6 +315,7 @@ async def login(
     ssl_context: ssl.SSLContext | None,
     resource: str | None = None,
     mechanism: str | None = None,
+    key_cache: ScramKeyCache | None = None,
 ) -> BenchClient:
     """Connect to ``host:port`` and log in as ``username@domain``; return the bound client.
 
@@ -315,9 +324,8 @@ async def login(
     stream = await trio.open_tcp_stream(host, port)
     client = BenchClient(stream, domain)
     try:
-        await client.negotiate(
-            username, password, ssl_context=ssl_context, resource=resource, mechanism=mechanism
-        )
+        await client.negotiate(username, password, ssl_context=ssl_context, resource=resource,
+                               mechanism=mechanism, key_cache=key_cache)  # fmt: skip
     except BaseException:
         await client.aclose(graceful=False)
         raise

@@ -31,7 +31,10 @@ from casper.sasl.scram import (
     saslprep,
 )
 
-__all__ = ["ScramClient"]
+__all__ = ["ScramClient", "ScramKeyCache"]
+
+# (hash, SASLprepped password, salt, iterations) -> (ClientKey, ServerKey)
+ScramKeyCache = dict[tuple[str, str, bytes, int], tuple[bytes, bytes]]
 
 
 class ScramClient:
@@ -44,6 +47,9 @@ class ScramClient:
     :param authzid: an optional authorization identity for the GS2 header.
     :param cb_flag: the GS2 channel-binding flag: ``"n"``, ``"y"`` or ``"p=<type>"``.
     :param cb_data: the channel-binding data sent after the GS2 header in ``c=`` (with ``p=``).
+    :param key_cache: keys derived earlier, filled as keys are derived: a client that logs in
+        again with the same password, salt and iteration count skips the PBKDF2 run, as
+        RFC 5802 §5.1 allows (the server's work is the same either way).
     :raises ValueError: on an unknown mechanism, a bad flag or nonce, or a password failing
         SASLprep.
     """
@@ -58,6 +64,7 @@ class ScramClient:
         authzid: str | None = None,
         cb_flag: str = "n",
         cb_data: bytes = b"",
+        key_cache: ScramKeyCache | None = None,
     ) -> None:
         if cb_flag not in ("n", "y") and not (
             cb_flag.startswith("p=") and _CB_NAME.fullmatch(cb_flag[2:])
@@ -73,6 +80,7 @@ class ScramClient:
         self._bare = f"n={_escape_name(username)},r={self._nonce}"
         self._server_signature = b""
         self._state = _State.START
+        self._key_cache = key_cache
 
     def _enter(self, event: str) -> None:
         self._state = _advance(self, _CLIENT_TRANSITIONS, self._state, event)
@@ -91,15 +99,24 @@ class ScramClient:
         first = _parse_server_first(server_first)
         if not first.nonce.startswith(self._nonce) or first.nonce == self._nonce:
             raise ValueError("server nonce does not extend the client nonce")
-        client_key, server_key = _client_key(
-            self._hash, self._password, first.salt, first.iterations
-        )
+        client_key, server_key = self._keys(first.salt, first.iterations)
         without_proof = f"c={_b64(self._cb_input)},r={first.nonce}"
         auth_message = f"{self._bare},{server_first.decode('utf-8')},{without_proof}".encode()
         stored_key = hashlib.new(self._hash, client_key).digest()
         proof = _xor(client_key, _hmac(self._hash, stored_key, auth_message))
         self._server_signature = _hmac(self._hash, server_key, auth_message)
         return f"{without_proof},p={_b64(proof)}".encode("ascii")
+
+    def _keys(self, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
+        if self._key_cache is None:
+            return _client_key(self._hash, self._password, salt, iterations)
+        index = (self._hash, self._password, salt, iterations)
+        keys = self._key_cache.get(index)
+        if keys is None:
+            keys = self._key_cache[index] = _client_key(
+                self._hash, self._password, salt, iterations
+            )
+        return keys
 
     def verify(self, server_final: bytes) -> bool:
         """Return True if ``server_final`` (the ``<success/>`` data) proves the server's key."""
