@@ -18,6 +18,7 @@ from .jid import JID
 if TYPE_CHECKING:
     from .server import Server
     from .session import Session
+    from .storage import Storage
 
 Seen = tuple[float, str | None]
 NEVER: Seen = (0.0, None)
@@ -33,6 +34,17 @@ def _decode(text: str) -> Seen:
     return float(stamp), status or None
 
 
+def _read_records(storage: Storage, account: str) -> tuple[Seen, dict[str, Seen]]:
+    """The account's public record and overrides, in one storage-thread call."""
+    public = storage.get_last_activity(account) or NEVER
+    overrides: dict[str, Seen] = {}
+    for observer in storage.plugin_keys(_STORE, account):
+        value = storage.plugin_get(_STORE, account, observer)
+        if value is not None:
+            overrides[observer] = _decode(value)
+    return public, overrides
+
+
 class LastSeen:
     """Per-observer last-logoff bookkeeping over storage, with an in-memory cache."""
 
@@ -45,13 +57,8 @@ class LastSeen:
         """The account's records; cached only while it has sessions (bounded memory)."""
         if account in self._public:
             return self._public[account], self._overrides[account]
-        server, key = self._server, str(account)
-        public = await server.db(server.storage.get_last_activity, key) or NEVER
-        overrides: dict[str, Seen] = {}
-        for observer in await server.db(server.storage.plugin_keys, _STORE, key):
-            value = await server.db(server.storage.plugin_get, _STORE, key, observer)
-            if value is not None:
-                overrides[observer] = _decode(value)
+        server = self._server
+        public, overrides = await server.db(_read_records, server.storage, str(account))
         if server.router.sessions_of(account):
             self._public[account], self._overrides[account] = public, overrides
         return public, overrides

@@ -44,6 +44,7 @@ from .s2s import S2SManager
 from .session import Session
 from .stanza import Stanza
 from .storage import Storage, open_storage
+from .storage.thread import StorageThread
 from .tls import TLSConfigError, ensure_certificate, server_ssl_context
 from .transports.http import serve_http
 from .transports.tcp import serve_c2s
@@ -67,7 +68,7 @@ class Server:
     """Everything one running server shares; created by :func:`serve`."""
 
     def __init__(self, config: Config, pm: pluggy.PluginManager, storage: Storage,
-                 ssl_context: ssl.SSLContext | None) -> None:  # fmt: skip
+                 ssl_context: ssl.SSLContext | None, storage_thread: StorageThread) -> None:  # fmt: skip
         self.config = config
         self.domain = JID.make(None, config.domain).domain
         self.pm = pm
@@ -84,7 +85,7 @@ class Server:
         # unknown users get believable SCRAM salts derived from this secret
         self.scram_secret = secrets.token_bytes(32)
         self._ids = itertools.count(1)
-        self._db_limiter = trio.CapacityLimiter(1)
+        self._storage_thread = storage_thread
         self.lastseen = LastSeen(self)
         self.policy = InvisibilityPolicy.from_config(config)
         self.s2s = S2SManager(self)  # federation; inert unless [s2s] enabled
@@ -143,8 +144,8 @@ class Server:
     # ------------------------------------------------------------------ shared helpers
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a storage call in a worker thread, one at a time."""
-        return await trio.to_thread.run_sync(partial(fn, *args), limiter=self._db_limiter)
+        """Run a storage call on the storage thread (one at a time, in order)."""
+        return await self._storage_thread.run(partial(fn, *args))
 
     def new_id(self) -> str:
         return f"casper-{next(self._ids)}"
@@ -284,38 +285,56 @@ async def serve(
     storage = storage if storage is not None else open_storage(config.data_dir)
     try:
         ssl_context = ssl_context or _ssl_context(config)
-        server = Server(config, pm, storage, ssl_context)
-        if worker is not None:
-            server.cluster = Cluster(server, worker)
-            server.scram_secret = worker.scram_secret  # the same salts from every worker
-        pm.hook.casper_configure(server=server)
-        check_plugin_manager(pm)  # objects registered in casper_configure are checked too
-        server.build_iq_table()
-        if config.s2s_enabled:
-            server.s2s.load_tls()
-        if listeners is None:
-            listeners = await _open_default_listeners(config)
-        async with trio.open_nursery() as nursery:
-            server.nursery = nursery
-            await nursery.start(server.resumable.serve)  # before any session can detach
-            await nursery.start(trim_periodically)
-            await nursery.start(server.idle_streams.serve)
-            await nursery.start(server.corks.serve)
-            if config.busy_wait is not None:
-                await nursery.start(BusyWait(config.busy_wait).serve)
-            if server.cluster is not None:
-                await nursery.start(server.cluster.serve)
-            pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))
-            for spec in listeners:
-                await nursery.start(serve_c2s, server, spec.listener, spec.direct_tls)
-            if config.http_port is not None:  # WebSocket (RFC 7395) and BOSH (XEP-0206)
-                await nursery.start(serve_http, server, http_listeners)
-            if config.s2s_enabled:  # federation (RFC 6120 s2s)
-                await nursery.start(server.s2s.serve, s2s_listeners)
-            task_status.started(server)
+        with StorageThread() as storage_thread:  # outlives every task that uses it
+            await _serve(config, pm, storage, ssl_context, storage_thread, listeners,
+                         s2s_listeners, http_listeners, worker, task_status)  # fmt: skip
     finally:
         if own_storage:
             storage.close()
+
+
+async def _serve(
+    config: Config,
+    pm: pluggy.PluginManager,
+    storage: Storage,
+    ssl_context: ssl.SSLContext,
+    storage_thread: StorageThread,
+    listeners: Sequence[C2SListener] | None,
+    s2s_listeners: Sequence[trio.SocketListener] | None,
+    http_listeners: Sequence[trio.SocketListener] | None,
+    worker: WorkerPlace | None,
+    task_status: trio.TaskStatus[Server],
+) -> None:
+    """:func:`serve` once storage is open and its thread runs."""
+    server = Server(config, pm, storage, ssl_context, storage_thread)
+    if worker is not None:
+        server.cluster = Cluster(server, worker)
+        server.scram_secret = worker.scram_secret  # the same salts from every worker
+    pm.hook.casper_configure(server=server)
+    check_plugin_manager(pm)  # objects registered in casper_configure are checked too
+    server.build_iq_table()
+    if config.s2s_enabled:
+        server.s2s.load_tls()
+    if listeners is None:
+        listeners = await _open_default_listeners(config)
+    async with trio.open_nursery() as nursery:
+        server.nursery = nursery
+        await nursery.start(server.resumable.serve)  # before any session can detach
+        await nursery.start(trim_periodically)
+        await nursery.start(server.idle_streams.serve)
+        await nursery.start(server.corks.serve)
+        if config.busy_wait is not None:
+            await nursery.start(BusyWait(config.busy_wait).serve)
+        if server.cluster is not None:
+            await nursery.start(server.cluster.serve)
+        pm.hook.casper_serve(server=server, nursery=GuardedNursery(nursery, pm))
+        for spec in listeners:
+            await nursery.start(serve_c2s, server, spec.listener, spec.direct_tls)
+        if config.http_port is not None:  # WebSocket (RFC 7395) and BOSH (XEP-0206)
+            await nursery.start(serve_http, server, http_listeners)
+        if config.s2s_enabled:  # federation (RFC 6120 s2s)
+            await nursery.start(server.s2s.serve, s2s_listeners)
+        task_status.started(server)
 
 
 Starter = Callable[..., Awaitable[None]]

@@ -1,7 +1,7 @@
 """The storage interface: what the server keeps between connections.
 
 Every method is synchronous and may block on disk I/O, so async callers run them in a worker
-thread (``await trio.to_thread.run_sync(storage.get_roster, jid)``). Implementations must be
+thread (``await server.db(storage.get_roster, jid)``). Implementations must be
 safe to call from several threads at once.
 
 All JIDs are normalised bare-JID strings (``user@domain``); normalising is the caller's job.
