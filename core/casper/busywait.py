@@ -10,12 +10,18 @@ Erlang's schedulers do the same by default (``+sbwt``), which is where ejabberd'
 latency at moderate rates comes from.
 
 The cost is CPU: under a steady load whose gaps are shorter than the window, one core
-stays busy. ``[server] busy_wait = false`` switches it off.
+stays busy. Each turn of the spin yields the CPU (``sched_yield``) to any other thread or
+process waiting for it, so workers sharing a core, the storage thread or a neighbour
+process are not held up by it. ``[server] busy_wait = false`` switches it off.
 """
 
 from __future__ import annotations
 
+import os
+
 import trio
+
+_yield_cpu = getattr(os, "sched_yield", lambda: None)
 
 
 class BusyWait(trio.abc.Instrument):
@@ -44,6 +50,7 @@ class BusyWait(trio.abc.Instrument):
             seen, since = self._steps, trio.current_time()
             while True:
                 await trio.lowlevel.checkpoint()
+                _yield_cpu()  # a process or thread waiting for this CPU runs first
                 if self._steps != seen:
                     seen, since = self._steps, trio.current_time()
                 elif trio.current_time() - since >= self.window:

@@ -49,3 +49,14 @@ async def test_cancelling_it_removes_the_instrument() -> None:
     for _ in range(3):
         await trio.lowlevel.checkpoint()
     assert busy._steps == steps  # no longer told about steps
+
+
+async def test_every_turn_of_the_spin_yields_the_cpu(monkeypatch) -> None:
+    yields: list[None] = []
+    monkeypatch.setattr("casper.busywait._yield_cpu", lambda: yields.append(None))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(BusyWait(0.05).serve)
+        for _ in range(20):
+            await trio.lowlevel.checkpoint()  # one turn of the spinner each
+        nursery.cancel_scope.cancel()
+    assert len(yields) >= 19
