@@ -34,8 +34,8 @@ class BusyWait(trio.abc.Instrument):
         self._parked = False
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task is self._spinner:
-            return
+        if getattr(task.coro, "cr_code", None) is _SERVE_CODE:
+            return  # a spinner's turn (this one's, or another server's in the same run)
         self._steps += 1
         if self._parked:
             self._parked = False
@@ -68,3 +68,6 @@ class BusyWait(trio.abc.Instrument):
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+_SERVE_CODE = BusyWait.serve.__code__

@@ -368,6 +368,7 @@ class Connection:
         get (with stream management: what it did not acknowledge, and what is queued, which
         it could not acknowledge any more), clean up presence, then say goodbye."""
         with trio.CancelScope(shield=True):
+            session.flush_corked()  # held in this step: written and counted before the rescue
             queued = [i for i in drain(receive) if worth_keeping(i)] if session.sm.counting else []
             await retire(self.server, session, queued)
             await self.server.unbind(session)

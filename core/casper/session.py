@@ -65,6 +65,7 @@ class SessionOutbox:
             session._keep(stanza)
             return
         session.flush_corked()  # what this step delivered before goes first
+        session.writer_idle = False  # the writer takes it: what follows queues behind it
         try:
             await channel.send(stanza)
         except trio.BrokenResourceError:

@@ -60,3 +60,15 @@ async def test_every_turn_of_the_spin_yields_the_cpu(monkeypatch) -> None:
             await trio.lowlevel.checkpoint()  # one turn of the spinner each
         nursery.cancel_scope.cancel()
     assert len(yields) >= 19
+
+
+async def test_two_spinners_in_one_run_do_not_keep_each_other_spinning() -> None:
+    first, second = BusyWait(0.01), BusyWait(0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.serve)
+        await nursery.start(second.serve)
+        cpu = await _cpu_while_sleeping(0.5)
+        parked = (first._parked, second._parked)
+        nursery.cancel_scope.cancel()
+    assert parked == (True, True)
+    assert cpu < 0.2, cpu

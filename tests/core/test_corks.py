@@ -15,6 +15,7 @@ import trio
 from casper.corks import CORK_LIMIT, Corks
 from casper.errors import StreamError
 from casper.session import Session
+from casper.stanza import make_stanza
 from casper.testing import TestClient, open_test_server
 from casper.testing.client import StreamEnded
 from casper.tls_stream import SocketTLSStream
@@ -156,3 +157,13 @@ async def test_held_stanzas_are_written_before_the_session_gives_up_its_transpor
         note(session, "second", "m1")
         session.transport_gone()  # as when a write failed: nothing more is written
         assert await _ids(juliet, 2) == ["m0", "m1"]
+
+
+async def test_a_stanza_delivered_after_one_handed_to_the_idle_writer_follows_it() -> None:
+    async with juliet_idle() as (session, juliet):
+        for n in range(30):  # the writer may or may not have run before the second one
+            assert session.writer_idle
+            await session.outbox.send(make_stanza("message", to=session.jid, id=f"a{n}"))
+            note(session, "live", f"b{n}")  # e.g. a live message after an offline one
+            assert await _ids(juliet, 2) == [f"a{n}", f"b{n}"]
+            await sync(juliet)
