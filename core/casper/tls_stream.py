@@ -51,6 +51,7 @@ except ImportError:  # not a POSIX system: a receive returns one record
 RECEIVE_SIZE = 65536
 BUSY_POLL_SECONDS = 0.001  # a receive that must write while a send waits to write
 _SOCKET_ERRORS = (ssl.SSLError, OSError)
+_WANTS = (ssl.SSLWantReadError, ssl.SSLWantWriteError)  # OpenSSL asks to wait for the socket
 
 
 class SocketTLSStream(trio.abc.Stream):
@@ -147,7 +148,7 @@ class SocketTLSStream(trio.abc.Stream):
         while size < max_bytes and self._readable_now():
             try:
                 more = self.socket.recv(max_bytes - size)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            except _WANTS:
                 break  # the rest of a record is on its way, or a key update must write
             except _SOCKET_ERRORS as exc:
                 self._receive_error = exc
@@ -208,7 +209,7 @@ class SocketTLSStream(trio.abc.Stream):
             return False
         try:
             sent = self.socket.send(data)
-        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+        except _WANTS:
             self._unfinished = memoryview(data)  # OpenSSL expects the same bytes again
             return True
         except _SOCKET_ERRORS:
@@ -251,12 +252,9 @@ class SocketTLSStream(trio.abc.Stream):
                 try:
                     sent += self.socket.send(view[sent:])
                     waited = False
-                except ssl.SSLWantWriteError:
+                except _WANTS as want:
                     waited = True
-                    await self._wait(trio.lowlevel.wait_writable)
-                except ssl.SSLWantReadError:
-                    waited = True
-                    await self._wait(trio.lowlevel.wait_readable)
+                    await self._wait_as_asked(want)
                 except _SOCKET_ERRORS as exc:
                     self._check_open()
                     self._broken = True
@@ -303,12 +301,9 @@ class SocketTLSStream(trio.abc.Stream):
         while True:
             try:
                 result = operation(*args)
-            except ssl.SSLWantReadError:
+            except _WANTS as want:
                 waited = True
-                await self._wait(trio.lowlevel.wait_readable)
-            except ssl.SSLWantWriteError:
-                waited = True
-                await self._wait(trio.lowlevel.wait_writable)
+                await self._wait_as_asked(want)
             except _SOCKET_ERRORS as exc:
                 self._check_open()
                 raise trio.BrokenResourceError(f"TLS connection failed: {exc}") from exc
@@ -316,10 +311,13 @@ class SocketTLSStream(trio.abc.Stream):
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return result, waited
 
-    async def _wait(self, wait: Callable[[ssl.SSLSocket], object]) -> None:
-        """Wait for the socket; poll if another task already waits the same way."""
+    async def _wait_as_asked(self, want: ssl.SSLError) -> None:
+        """Wait until the socket is readable or writable, as OpenSSL asked; poll if another
+        task already waits the same way."""
+        reading = isinstance(want, ssl.SSLWantReadError)
+        wait = trio.lowlevel.wait_readable if reading else trio.lowlevel.wait_writable
         try:
-            await wait(self.socket)  # type: ignore[misc]
+            await wait(self.socket)
         except trio.BusyResourceError:
             await trio.sleep(BUSY_POLL_SECONDS)
         self._check_open()
