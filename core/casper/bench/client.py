@@ -23,6 +23,7 @@ from xml.etree.ElementTree import Element
 
 import trio
 
+from casper.bench.stream_reader import StreamReader, StreamReadError
 from casper.sasl import ScramClient
 from casper.sasl.scram_client import ScramKeyCache
 from casper.tls_stream import client_tls_stream
@@ -33,7 +34,6 @@ from casper.xml import (
     StanzaReceived,
     StreamClosed,
     StreamOpened,
-    XMLStreamParser,
     escape_attr,
     serialize,
 )
@@ -45,7 +45,6 @@ SESSION_NS = "urn:ietf:params:xml:ns:xmpp-session"
 CLIENT_NS = "jabber:client"
 SCRAM_PREFERENCE = ("SCRAM-SHA-256", "SCRAM-SHA-1")
 RECEIVE_SIZE = 65536
-MAX_STANZA_BYTES = 1 << 20
 CLOSE_WAIT = 2.0
 
 _FEATURES = f"{{{STREAM_NS}}}features"
@@ -107,7 +106,7 @@ class BenchClient:
         self.domain = domain
         self.jid: str | None = None
         self.features: Element | None = None
-        self._parser = XMLStreamParser(max_stanza_bytes=MAX_STANZA_BYTES)
+        self._reader = StreamReader()
         self._closed = False  # the server's stream ended
         self._eof = False  # the transport ended
 
@@ -126,18 +125,13 @@ class BenchClient:
 
         :raises XMPPFailure: on a stream error (condition) or the end of the stream (``closed``).
         """
-        parser = self._parser
+        reader = self._reader
         while True:
-            event = parser.next_event()
+            event = reader.next_event()
             if event is NEED_DATA:
                 if self._eof:
                     raise XMPPFailure("receive", "closed")
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-                if data:
-                    parser.feed(bytes(data))  # no copy: trio returns bytes
-                else:
-                    self._eof = True
-                    parser.feed_eof()  # queues StreamClosed if the stream was open
+                await self._read()
             elif type(event) is StanzaReceived:
                 element = event.element
                 if element.tag == _STREAM_ERROR:
@@ -148,23 +142,33 @@ class BenchClient:
                 raise XMPPFailure("receive", "closed")
             # StreamOpened only appears during negotiation, handled by _restart
 
+    async def _read(self) -> None:
+        """Read once from the transport and feed the reader."""
+        data = await self.stream.receive_some(RECEIVE_SIZE)
+        try:
+            if data:
+                self._reader.feed(bytes(data))  # no copy: trio returns bytes
+            else:
+                self._eof = True
+                self._reader.feed_eof()  # queues StreamClosed if the stream was open
+        except StreamReadError as exc:
+            raise XMPPFailure("receive", str(exc)) from exc
+
     # ------------------------------------------------------------------ negotiation
 
     async def _restart(self) -> Element:
         """Open a new stream and return the server's ``<stream:features/>``."""
-        self._parser.close()
-        self._parser = XMLStreamParser(max_stanza_bytes=MAX_STANZA_BYTES)
+        self._reader = StreamReader()
         await self.stream.send_all(_stream_open(self.domain))
         while True:
-            event = self._parser.next_event()
+            event = self._reader.next_event()
             if isinstance(event, StreamOpened):
                 break
             if event is not NEED_DATA:
                 raise XMPPFailure("stream", f"expected a stream header, got {event!r}")
-            data = await self.stream.receive_some(RECEIVE_SIZE)
-            if not data:
+            if self._eof:
                 raise XMPPFailure("stream", "closed before the stream header")
-            self._parser.feed(bytes(data))  # no copy: trio returns bytes
+            await self._read()
         features = await self.receive()
         if features.tag != _FEATURES:
             raise XMPPFailure("stream", f"expected features, got {features.tag}")
