@@ -308,3 +308,74 @@ async def test_an_error_behind_waiting_records_is_raised_after_they_are_delivere
     assert await stream.receive_some(65536) == b"<a/><b/>"
     with pytest.raises(trio.BrokenResourceError, match="reset"):
         await stream.receive_some(65536)
+
+
+class _StepCounter(trio.abc.Instrument):
+    """Counts the steps each task takes: a schedule point ends one."""
+
+    def __init__(self) -> None:
+        self.steps: dict[trio.lowlevel.Task, int] = {}
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task] = self.steps.get(task, 0) + 1
+
+
+async def _steps_of(operation: object) -> int:
+    """How many steps a fresh task takes to run ``operation()`` to its end."""
+    counter = _StepCounter()
+    tasks: list[trio.lowlevel.Task] = []
+
+    async def run() -> None:
+        tasks.append(trio.lowlevel.current_task())
+        await operation()  # type: ignore[operator]
+
+    trio.lowlevel.add_instrument(counter)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    return counter.steps[tasks[0]]
+
+
+async def test_a_receive_that_waited_has_no_second_schedule_point(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        got: list[bytes] = []
+
+        async def receive() -> None:
+            got.append(await server.receive_some(100))
+
+        async def send_later() -> None:
+            await trio.sleep(0.05)  # the receive waits first
+            await client.send_all(b"<presence/>")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_later)
+            steps = await _steps_of(receive)
+        assert got == [b"<presence/>"]
+        assert steps == 2  # up to the wait, then from the wake-up to the end
+
+
+async def test_a_receive_that_did_not_wait_still_has_a_schedule_point(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        await client.send_all(b"<presence/>")
+        await trio.sleep(0.05)  # at the server's socket before it reads
+        got: list[bytes] = []
+
+        async def receive() -> None:
+            got.append(await server.receive_some(100))
+
+        assert await _steps_of(receive) == 2
+        assert got == [b"<presence/>"]
+
+
+async def test_a_send_that_did_not_wait_has_one_schedule_point(contexts) -> None:
+    async with tls_pair(contexts) as (server, client):
+        assert await _steps_of(lambda: server.send_all(b"<message/>")) == 2
+        assert await client.receive_some(100) == b"<message/>"
+
+
+async def test_a_second_handshake_call_only_checkpoints(contexts) -> None:
+    async with tls_pair(contexts) as (server, _client):
+        assert await _steps_of(server.do_handshake) == 2
+        assert not server._handshake_lock.locked()

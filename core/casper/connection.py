@@ -171,7 +171,7 @@ class Connection:
         self.stream = tls = server_tls_stream(self.stream, self.ssl_context)
         await tls.do_handshake()
         self.neg.tls_started()
-        await self._bind_channel()
+        self.neg.set_channel_bindings(channel_bindings(tls))
 
     async def _bind_channel(self) -> None:
         """Finish the TLS handshake (which direct TLS would start lazily; done once) and

@@ -112,13 +112,14 @@ class SocketTLSStream(trio.abc.Stream):
 
     async def do_handshake(self) -> None:
         """Run the handshake if it has not run yet (a receive or send would run it too)."""
-        async with self._handshake_lock:
-            if self._handshaken:
-                self._check_open()
-                await trio.lowlevel.checkpoint()
-                return
-            await self._retry(self.socket.do_handshake)
-            self._handshaken = True
+        if not self._handshaken:
+            async with self._handshake_lock:
+                if not self._handshaken:  # nobody did it while this task waited for the lock
+                    await self._retry(self.socket.do_handshake)
+                    self._handshaken = True
+                    return
+        self._check_open()
+        await trio.lowlevel.checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._receiving:
@@ -247,13 +248,14 @@ class SocketTLSStream(trio.abc.Stream):
         await trio.lowlevel.checkpoint_if_cancelled()
         sent = 0
         waited = False  # OpenSSL may hold a record it expects to finish with these bytes
+        yielded = False  # a wait is the send's schedule point
         try:
             while sent < len(view):
                 try:
                     sent += self.socket.send(view[sent:])
                     waited = False
                 except _WANTS as want:
-                    waited = True
+                    waited = yielded = True
                     await self._wait_as_asked(want)
                 except _SOCKET_ERRORS as exc:
                     self._check_open()
@@ -263,7 +265,8 @@ class SocketTLSStream(trio.abc.Stream):
             if waited or sent:
                 self._broken = True  # the peer got part of this data: nothing may follow
             raise
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if not yielded:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         self._check_open()
@@ -291,7 +294,7 @@ class SocketTLSStream(trio.abc.Stream):
 
     async def _retry(self, operation: Callable[..., object], *args: object) -> tuple[object, bool]:
         """Run ``operation`` (a handshake or a receive) until OpenSSL stops asking to wait;
-        a checkpoint either way.
+        a checkpoint either way (a wait is one: no other follows it, as in Trio's sockets).
 
         :return: what ``operation`` returned, and whether it had to wait for the socket.
         """
@@ -308,7 +311,8 @@ class SocketTLSStream(trio.abc.Stream):
                 self._check_open()
                 raise trio.BrokenResourceError(f"TLS connection failed: {exc}") from exc
             else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return result, waited
 
     async def _wait_as_asked(self, want: ssl.SSLError) -> None:

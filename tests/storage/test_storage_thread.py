@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 
@@ -75,3 +76,28 @@ async def test_a_call_outside_the_threads_lifetime_is_refused() -> None:
         pass
     with pytest.raises(RuntimeError, match="not running"):
         await storage_thread.run(lambda: None)
+
+
+async def test_calls_made_before_the_loop_waits_reach_the_thread_in_one_wake_up() -> None:
+    handed: list[int] = []
+
+    class CountingQueue(queue.SimpleQueue):  # type: ignore[type-arg]
+        def put(self, batch: list[object] | None, *args: object) -> None:
+            handed.append(len(batch) if batch is not None else 0)
+            super().put(batch)
+
+    storage_thread = StorageThread()
+    storage_thread._batches = CountingQueue()
+    with storage_thread:
+        results: list[int] = []
+
+        async def call(n: int) -> None:
+            results.append(await storage_thread.run(lambda: n))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(10):
+                nursery.start_soon(call, n)  # all start in the same scheduler batch
+        assert sorted(results) == list(range(10))
+        assert handed == [10]
+        assert await storage_thread.run(lambda: "later") == "later"
+        assert handed == [10, 1]

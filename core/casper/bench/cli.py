@@ -225,8 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"subset of {','.join(WORKLOADS)} (default all)")  # fmt: skip
     w.add_argument("--mode", type=_mode, default=("warm",), metavar="MODE",
                    help="warm, fresh or both (default warm)")  # fmt: skip
-    w.add_argument("--logins", type=_positive, default=300, help="login cycles (default 300)")
-    w.add_argument("--login-concurrency", type=_positive, default=10, help="(default 10)")
+    w.add_argument("--logins", type=_positive, default=3000, help="login cycles (default 3000)")
+    w.add_argument(
+        "--login-concurrency", type=_positive, default=100, help="logins at a time (default 100)"
+    )
     w.add_argument("--pairs", type=_positive, default=50, help="chat pairs (default 50)")
     w.add_argument("--messages", type=_positive, default=200, help="per pair (default 200)")
     w.add_argument("--in-flight", type=_positive, default=10, help="per pair (default 10)")
