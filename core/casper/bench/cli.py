@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--login-concurrency", type=_positive, default=100, help="logins at a time (default 100)"
     )
     w.add_argument("--pairs", type=_positive, default=50, help="chat pairs (default 50)")
-    w.add_argument("--messages", type=_positive, default=200, help="per pair (default 200)")
+    w.add_argument("--messages", type=_positive, default=2000, help="per pair (default 2000)")
     w.add_argument("--in-flight", type=_positive, default=10, help="per pair (default 10)")
     w.add_argument("--warmup", type=int, default=10, help="untimed messages per pair first")
     w.add_argument("--rate", type=_positive, default=2000, help="fixed rate, msgs/s (2000)")
