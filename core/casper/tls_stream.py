@@ -144,8 +144,9 @@ class SocketTLSStream(trio.abc.Stream):
             try:
                 more = self.socket.recv(max_bytes - size)
             except _WANTS:
-                break  # nothing more yet, the rest of a record is on its way, or a key
-                # update must write: what was read goes now, the rest at the next receive
+                # nothing more yet, the rest of a record is on its way, or a key update
+                # must write: what was read goes now, the rest at the next receive
+                break
             except _SOCKET_ERRORS as exc:
                 self._receive_error = exc
                 break

@@ -17,8 +17,8 @@ popped offline message is not lost) and meets ``Cancelled`` at its next checkpoi
 
 Resource handling: :class:`StorageThread` is a context manager, entered in a Trio run; the
 thread starts and the instrument is installed on entry, and on exit it finishes the calls
-already made and stops. Enter it around everything that
-makes storage calls (the server's nursery), so that no call is left waiting.
+already made and stops. Enter it around everything that makes storage calls (the server's
+nursery), so that no call is left waiting.
 """
 
 from __future__ import annotations
