@@ -112,3 +112,38 @@ async def test_client_handshake_succeeds_with_trustme_issued_pair(tmp_path: Path
         nursery.start_soon(server.do_handshake)
         await client.do_handshake()
     assert client.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def _memory_handshake(
+    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> ssl.SSLObject:
+    """A TLS handshake over memory BIOs; the client also reads what follows it (tickets)."""
+    s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost", session=session)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(4):  # TLS 1.3 needs two flights each way
+        for side in (client, server):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    with pytest.raises(ssl.SSLWantReadError):
+        client.read(1)  # processes the session tickets; no application data follows
+    return client
+
+
+def test_tls13_handshake_issues_one_session_ticket_that_resumes(tmp_path: Path) -> None:
+    cert, key = ensure_certificate(tmp_path, "localhost")
+    server_ctx = server_ssl_context(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    received: list[object] = []
+    client_ctx._msg_callback = lambda _conn, direction, _v, _ct, msg_type, _d: (  # type: ignore[attr-defined]
+        received.append(msg_type) if direction == "read" else None
+    )
+    first = _memory_handshake(server_ctx, client_ctx)
+    assert first.version() == "TLSv1.3"
+    assert received.count(ssl._TLSMessageType.NEWSESSION_TICKET) == 1  # type: ignore[attr-defined]
+    second = _memory_handshake(server_ctx, client_ctx, session=first.session)
+    assert second.session_reused
