@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--rate", type=_positive, default=2000, help="fixed rate, msgs/s (2000)")
     w.add_argument("--rate-seconds", type=float, default=5.0, help="its duration (5 s)")
     w.add_argument("--contacts", type=_positive, default=200, help="hub's contacts (200)")
-    w.add_argument("--updates", type=_positive, default=500, help="hub presences (default 500)")
-    w.add_argument("--presence-in-flight", type=_positive, default=5, help="(default 5)")
+    w.add_argument("--updates", type=_positive, default=1000, help="hub presences (default 1000)")
+    w.add_argument("--presence-in-flight", type=_positive, default=50, help="(default 50)")
     w.add_argument("--idle", type=_positive, default=2000, help="idle connections (2000)")
     w.add_argument("--idle-concurrency", type=_positive, default=20, help="(default 20)")
     w.add_argument("--repeat", type=_positive, default=1,
