@@ -60,7 +60,7 @@ class StorageThread(trio.abc.Instrument):
         tb: TracebackType | None,
     ) -> None:
         trio.lowlevel.remove_instrument(self)
-        self.before_io_wait(0)
+        self._hand_over()
         self._batches.put(None)
         self._thread.join()
 
@@ -74,7 +74,10 @@ class StorageThread(trio.abc.Instrument):
         return result
 
     def before_io_wait(self, timeout: float) -> None:
-        """Hand the calls made since the last wait to the thread, in one wake-up."""
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Hand the calls made since the last hand-over to the thread, in one wake-up."""
         if self._pending:
             self._batches.put(self._pending)
             self._pending = []
