@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import ssl
@@ -378,3 +379,25 @@ async def test_a_second_handshake_call_only_checkpoints(contexts) -> None:
     async with tls_pair(contexts) as (server, _client):
         assert await _steps_of(server.do_handshake) == 2
         assert not server._handshake_lock.locked()
+
+
+def _live(kind: type[BaseException]) -> list[BaseException]:
+    gc.collect()
+    return [obj for obj in gc.get_objects() if isinstance(obj, kind)]
+
+
+async def test_a_receive_waiting_for_data_keeps_no_exception_alive(contexts) -> None:
+    async with tls_pair(contexts) as (server, _client), trio.open_nursery() as nursery:
+        nursery.start_soon(server.receive_some, 100)
+        await trio.testing.wait_all_tasks_blocked()
+        # an idle connection's whole life: its traceback would hold the frames too
+        assert _live(ssl.SSLWantReadError) == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_send_waiting_for_the_socket_keeps_no_exception_alive(contexts) -> None:
+    async with tls_pair(contexts) as (server, _client), trio.open_nursery() as nursery:
+        nursery.start_soon(server.send_all, os.urandom(4 * 1024 * 1024))  # nobody reads
+        await trio.testing.wait_all_tasks_blocked()
+        assert _live(ssl.SSLWantWriteError) == []
+        nursery.cancel_scope.cancel()

@@ -56,7 +56,6 @@ from __future__ import annotations
 import enum
 import re
 import secrets
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
@@ -264,7 +263,9 @@ class C2SNegotiation(SaslNegotiation):
         self._max_auth_failures, self._auth_failures = max_auth_failures, 0
         self._extra_features: list[Element] = []
         self._state = State.HEADER
-        self._out: deque[Event] = deque()
+        # a list, not a deque: it holds a few events at most (next_event returns as soon as
+        # there is one), and an empty deque costs a 64-slot block per connection
+        self._out: list[Event] = []
         self._closed: Closed | None = None
         self._parser = XMLStreamParser(**self._limits)
         self._inbox = bytearray()  # received, not yet fed to the parser
@@ -399,7 +400,7 @@ class C2SNegotiation(SaslNegotiation):
                 self._dispatch(Input.EOF, None)
             else:
                 return NEED_DATA
-        return self._out.popleft()
+        return self._out.pop(0)
 
     def _pull(self) -> StreamOpened | StanzaReceived | StreamClosed | NeedData:
         """Return the parser's next event, feeding it from the inbox as needed.

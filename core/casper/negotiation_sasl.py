@@ -14,7 +14,6 @@ that a ``y`` flag (the client saw no -PLUS) fails as a downgrade (RFC 5802 §6).
 from __future__ import annotations
 
 import base64
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
@@ -55,7 +54,7 @@ class NegotiationHost(Protocol):
     """
 
     domain: str
-    _out: deque[Event]  # events for next_event()
+    _out: list[Event]  # events for next_event()
     _inbox: bytearray  # received, not yet fed to the parser
     _parser: XMLStreamParser
     _tls: bool

@@ -96,6 +96,41 @@ class Session:
     has been carried out).
     """
 
+    # over 30 attributes: without slots each session's dict stops sharing its keys (1.6 KB)
+    __slots__ = (
+        "__weakref__",
+        "_channel",
+        "_closed",
+        "_corked",
+        "_ended",
+        "_on_stop",
+        "_plugin_state",
+        "_released",
+        "account",
+        "audience",
+        "available",
+        "closing",
+        "directed_to",
+        "discard_queued",
+        "heard",
+        "initial_presence_sent",
+        "jid",
+        "outbox",
+        "presence",
+        "priority",
+        "requested_roster",
+        "seen_by",
+        "server",
+        "shown_publicly",
+        "sm",
+        "stop_requested",
+        "taken_over",
+        "transport_lost",
+        "unbound",
+        "write_now",
+        "writer_idle",
+    )  # fmt: skip
+
     def __init__(
         self, server: Server, jid: JID, outbox: trio.MemorySendChannel[Outgoing] | None
     ) -> None:

@@ -5,6 +5,7 @@ verification record kept per connection."""
 
 from __future__ import annotations
 
+import gc
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import trio.lowlevel
 import trio.testing
 from casper.s2s.tlsstream import PyOpenSSLStream
 from casper.s2s.trust import S2STLS
+from OpenSSL import SSL
 
 from tests.s2s.pki import CA, Issued, self_signed
 
@@ -191,6 +193,20 @@ async def test_a_receive_cancelled_as_data_arrives_loses_nothing(
         while len(received) < 44:
             received += await server_side.receive_some()
     assert received == b"<message>one</message><message>two</message>"
+
+
+async def test_a_receive_waiting_for_data_keeps_no_exception_alive(
+    tls_pair: tuple[S2STLS, S2STLS],
+) -> None:
+    server_side, client_side = await _connect(*tls_pair, *_socket_pair(None))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server_side.receive_some)
+        await trio.testing.wait_all_tasks_blocked()
+        gc.collect()  # an idle s2s stream's whole life: a traceback would hold the frames
+        assert [obj for obj in gc.get_objects() if isinstance(obj, SSL.WantReadError)] == []
+        nursery.cancel_scope.cancel()
+    await server_side.aclose()
+    await client_side.aclose()
 
 
 # ---------------------------------------------------------------- closing

@@ -92,7 +92,8 @@ class Bus:
                     sock.send(message, zmq.NOBLOCK)
                     return
                 except zmq.Again:
-                    await _wait(sock, zmq.POLLOUT)
+                    pass
+                await _wait(sock, zmq.POLLOUT)  # outside the handler, which would keep zmq.Again
 
     async def serve(
         self, handle: Handler, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -109,6 +110,8 @@ class Bus:
             try:
                 message = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
+                message = None
+            if message is None:  # waited for outside the handler, which would keep zmq.Again
                 await _wait(sock, zmq.POLLIN)
                 continue
             try:

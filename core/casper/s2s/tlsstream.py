@@ -63,17 +63,17 @@ class PyOpenSSLStream(trio.abc.Stream):
             while True:
                 try:
                     self._conn.do_handshake()
+                    break
                 except SSL.WantReadError:
-                    await self._flush()
-                    if self._eof:
-                        raise trio.BrokenResourceError("EOF during the TLS handshake") from None
-                    await self._read_transport()
-                    continue
+                    pass  # waited for below, outside the handler (see receive_some)
                 except SSL.Error as exc:
                     await self._flush_quietly()  # the alert, if any
                     raise trio.BrokenResourceError(f"TLS handshake failed: {exc}") from exc
                 await self._flush()
-                return
+                if self._eof:
+                    raise trio.BrokenResourceError("EOF during the TLS handshake")
+                await self._read_transport()
+            await self._flush()
 
     def peer_certificate(self) -> PeerCertificate | None:
         """The peer's certificate and whether it verified (after the handshake)."""
@@ -105,18 +105,20 @@ class PyOpenSSLStream(trio.abc.Stream):
                 try:
                     data = self._conn.recv(max_bytes or RECEIVE_SIZE)
                 except SSL.WantReadError:
-                    await self._flush_unless_sending()  # e.g. a key update answer
-                    if self._eof:
-                        raise trio.BrokenResourceError("EOF without TLS close_notify") from None
-                    await self._read_transport()  # cancelled there: nothing is lost
-                    continue
+                    pass  # waited for below: a coroutine suspended inside a handler keeps
+                    # the exception and its traceback's frames alive
                 except SSL.ZeroReturnError:
                     return b""
                 except SSL.Error as exc:
                     self._broken = True
                     raise trio.BrokenResourceError(f"TLS: {exc}") from exc
-                await self._flush_unless_sending()  # no checkpoint unless it sends
-                return data
+                else:
+                    await self._flush_unless_sending()  # no checkpoint unless it sends
+                    return data
+                await self._flush_unless_sending()  # e.g. a key update answer
+                if self._eof:
+                    raise trio.BrokenResourceError("EOF without TLS close_notify")
+                await self._read_transport()  # cancelled there: nothing is lost
 
     async def aclose(self) -> None:
         try:
