@@ -137,14 +137,16 @@ def note(session: Any, text: str, stanza_id: str) -> None:
     session.deliver_nowait(make_stanza("message", to=session.jid, id=stanza_id, children=[body]))
 
 
-async def serve_without_listeners(plugins: list[tuple[object, str]]) -> None:
-    """Run ``serve`` with ``plugins`` and no listeners, for at most 5 seconds: startup
-    mistakes raise from here."""
+async def serve_without_listeners(
+    plugins: list[tuple[object, str]], configured: tuple[str, ...] = ()
+) -> None:
+    """Run ``serve`` with ``plugins`` (and the ``configured`` installed ones) and no
+    listeners, for at most 5 seconds: startup mistakes raise from here."""
     storage = SQLiteStorage(":memory:")
     try:
         with trio.fail_after(5):
             await serve(
-                Config(default_plugins=False),
+                Config(default_plugins=False, plugins=configured),
                 listeners=[],
                 storage=storage,
                 ssl_context=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),

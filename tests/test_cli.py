@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -168,6 +169,40 @@ def test_serve_with_bad_port_is_an_error(capsys, data_dir) -> None:
     assert_one_line_error(result, "server.port")
 
 
+@pytest.fixture
+def occupied_port():
+    """A loopback port something else already listens on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "purpose"),
+    [
+        (("--port", "{port}", "--tls-port", "off"), "c2s"),
+        (("--port", "0", "--tls-port", "{port}"), "direct TLS"),
+    ],
+)
+def test_serve_on_an_occupied_port_names_the_port_and_its_purpose(
+    capsys, data_dir, occupied_port, flags, purpose
+) -> None:
+    argv = [flag.format(port=occupied_port) for flag in flags]
+    result = run(capsys, "serve", "--host", "127.0.0.1", *argv, "--data-dir", str(data_dir))
+    assert_one_line_error(result, f"cannot listen on 127.0.0.1:{occupied_port} ({purpose})")
+
+
+def test_tls_port_off_disables_direct_tls_and_other_words_are_usage_errors(capsys) -> None:
+    from casper.cli import build_parser
+    from casper.config import load_config
+
+    args = build_parser().parse_args(["serve", "--tls-port", "off"])
+    assert load_config(None, {"tls_port": args.tls_port}).tls_port is None
+    assert main(["serve", "--tls-port", "none"]) == 2
+    assert "not a port number or 'off': 'none'" in capsys.readouterr().err
+
+
 def test_serve_with_missing_certificate_file_is_an_error(capsys, tmp_path) -> None:
     config = tmp_path / "casper.toml"
     config.write_text(
@@ -202,6 +237,8 @@ def test_plugins_lists_every_entry_point_with_state_and_summary(capsys, tmp_path
     assert rows["disco"][0] == "enabled"
     for _, summary in rows.values():
         assert summary.strip()  # a docstring line or "(fails to import: ...)"
+        assert "``" not in summary  # reST literals are shown plain
+    assert "at conference.<domain>" in rows["muc"][1]
 
 
 def test_plugin_that_fails_to_import_is_reported_not_raised(capsys) -> None:

@@ -27,6 +27,8 @@ VALID_CASES: list[tuple[str, tuple[str | None, str, str | None]]] = [
     ("fußball@example.com", ("fußball", "example.com", None)),
     ("π@example.com", ("π", "example.com", None)),
     ("king@example.com/♚", ("king", "example.com", "♚")),
+    ("x@example.com/\u0915\u094d\u200d\u0937", ("x", "example.com", "\u0915\u094d\u200d\u0937")),
+    ("x@example.com/\u0645\u06cc\u200c\u062e", ("x", "example.com", "\u0645\u06cc\u200c\u062e")),
     ("x@192.0.2.1/r", ("x", "192.0.2.1", "r")),
     ("x@[::1]/r", ("x", "[::1]", "r")),
     ("localhost", (None, "localhost", None)),
@@ -110,6 +112,14 @@ INVALID_CASES: list[str] = [
     "x@example.com/a\x7fb",
     "x@example.com/a\u0085b",
     "x@example.com/\ud800",
+    "x@example.com/a\u200bb",  # zero width space: Cf, Default_Ignorable
+    "x@example.com/a\U000e0001",  # language tag
+    "x@example.com/a\ue000",  # private use
+    "x@example.com/a\U0010fffd",  # private use, plane 16
+    "x@example.com/a\u0378",  # unassigned
+    "x@example.com/a\ufdd0",  # noncharacter
+    "x@example.com/a\u200db",  # ZWJ not after a virama
+    "x@example.com/\u200cb",  # ZWNJ with nothing before it
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import ssl
 import stat
 from pathlib import Path
@@ -25,6 +26,17 @@ def test_first_call_generates_cert_and_private_key_files(tmp_path: Path) -> None
     assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
     assert b"PRIVATE KEY" in key.read_bytes()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_generating_a_certificate_is_logged_and_reusing_it_is_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="casper.tls"):
+        cert, _ = ensure_certificate(tmp_path, "example.com")
+        ensure_certificate(tmp_path, "example.com")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"generated a self-signed certificate for example.com: {cert}"
+    ]
 
 
 def test_generated_certificate_names_domain_wildcard_and_loopback(tmp_path: Path) -> None:

@@ -98,7 +98,8 @@ def plugin_summary(ep: EntryPoint) -> str:
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the listing
         return f"(fails to import: {type(exc).__name__}: {_describe(exc)})"
     doc = (module.__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else "(no description)"
+    # a terminal shows reST inline literals (``x``) better as plain x
+    return doc.splitlines()[0].replace("``", "") if doc else "(no description)"
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -123,6 +124,16 @@ def _plugin_list(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _port_or_off(text: str) -> int | bool:
+    """A port number, or ``False`` for ``off`` (what ``tls_port = false`` says in TOML)."""
+    if text == "off":
+        return False
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number or 'off': {text!r}") from None
+
+
 def _with_certificate(config: Config) -> Config:
     """Check the configured certificate, or generate one, and return a config naming it."""
     check_ca_file(config.s2s_ca_file)
@@ -138,6 +149,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "domain": args.domain,
         "host": args.host,
         "port": args.port,
+        "tls_port": args.tls_port,
         "data_dir": args.data_dir,
         "plugins": args.plugins,
         "http_port": args.http_port,
@@ -145,8 +157,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     }
     config = load_config(args.config, overrides)
     check_plugin_names(config, list(installed_plugins()))
-    config = _with_certificate(config)
     logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    config = _with_certificate(config)
     if config.workers > 1:
         from casper.cluster.supervisor import supervise  # lazy, like the server itself
 
@@ -319,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--domain", help="the XMPP domain served")
     serve.add_argument("--host", help="address to listen on")
     serve.add_argument("--port", type=int, help="c2s port (0 = any free port)")
+    serve.add_argument("--tls-port", type=_port_or_off, metavar="P|off",
+                       help="direct TLS port (XEP-0368; 0 = any free port, off = none)")  # fmt: skip
     serve.add_argument("--plugins", type=_plugin_list, metavar="A,B,C", help="enable more")
     serve.add_argument("--http-port", type=int, metavar="P",
                        help="serve WebSocket and BOSH on this port (0 = any free port)")  # fmt: skip

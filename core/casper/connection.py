@@ -556,6 +556,8 @@ async def _send_error(connection: Connection, error: StreamError) -> None:
             await connection.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
             pass
+        except Exception:  # the farewell is best effort: the connection ends either way
+            log.debug("the stream error could not be written", exc_info=True)
 
 
 async def send_quietly(stream: trio.abc.Stream, data: bytes) -> None:

@@ -6,6 +6,8 @@ answer it stands for, so the layer that catches it can send it without interpret
 
 from __future__ import annotations
 
+from xml.etree.ElementTree import Element
+
 STREAMS_NS = "urn:ietf:params:xml:ns:xmpp-streams"
 STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
@@ -45,12 +47,18 @@ class XMPPError(Exception):
 
 
 class StreamError(XMPPError):
-    """Fatal to the stream: send ``<stream:error>`` and close (RFC 6120 §4.9)."""
+    """Fatal to the stream: send ``<stream:error>`` and close (RFC 6120 §4.9).
 
-    def __init__(self, condition: str, text: str | None = None) -> None:
+    ``app`` is an application-specific condition, sent beside the defined one (§4.9.4).
+    """
+
+    def __init__(
+        self, condition: str, text: str | None = None, *, app: Element | None = None
+    ) -> None:
         if condition not in STREAM_CONDITIONS:
             raise ValueError(f"unknown stream error condition {condition!r}")
         super().__init__(condition, text)
+        self.app = app
 
 
 class StanzaError(XMPPError):

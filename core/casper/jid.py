@@ -48,7 +48,12 @@ _RESOURCE_ASCII_OK = _PRINTABLE_ASCII | {" "}
 _SPACES = frozenset({"Zs", "Zl", "Zp"})
 _LOCAL_BAD_CATEGORIES = _SPACES | {"Cc", "Cf", "Cs", "Co", "Cn"}
 _DOMAIN_BAD_CATEGORIES = _LOCAL_BAD_CATEGORIES
-_RESOURCE_BAD_CATEGORIES = frozenset({"Cc", "Cs"})
+# FreeformClass (RFC 8264 §9): controls, format characters (most are Default_Ignorable),
+# private use, surrogates and unassigned code points are disallowed; the join controls are
+# allowed in context (CONTEXTJ, RFC 5892 Appendix A.1 and A.2), checked separately.
+_RESOURCE_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_ZWNJ, _ZWJ = "\u200c", "\u200d"
+_VIRAMA = 9  # canonical combining class
 _FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
@@ -154,15 +159,40 @@ def prep_resource(text: str) -> str:
 
     :param text: the resourcepart as received, without the leading ``/``.
     :return: the canonical resourcepart.
-    :raises InvalidJID: if it is empty, too long or contains a control character.
+    :raises InvalidJID: if it is empty, too long or contains a character the PRECIS
+        FreeformClass disallows (controls, format, private-use, unassigned code points).
     """
     if text.isascii():
         resource = text
     else:
         resource = unicodedata.normalize("NFC", "".join(map(_map_space, text)))
-    _check_chars("resourcepart", resource, _RESOURCE_ASCII_OK, _RESOURCE_BAD_CATEGORIES)
+    if _ZWNJ in resource or _ZWJ in resource:
+        _check_join_controls(resource)
+        resource_chars = resource.replace(_ZWNJ, "").replace(_ZWJ, "")
+    else:
+        resource_chars = resource
+    _check_chars("resourcepart", resource_chars, _RESOURCE_ASCII_OK, _RESOURCE_BAD_CATEGORIES)
     _check_length("resourcepart", resource)
     return resource
+
+
+def _check_join_controls(text: str) -> None:
+    """ZWJ only after a virama; ZWNJ after a virama or between two letters (the letters
+    approximate RFC 5892's joining-type rule, which Python's unicodedata cannot tell)."""
+    for index, char in enumerate(text):
+        if char not in (_ZWNJ, _ZWJ):
+            continue
+        before = text[index - 1] if index else ""
+        after = text[index + 1] if index + 1 < len(text) else ""
+        if before and unicodedata.combining(before) == _VIRAMA:
+            continue
+        if char == _ZWNJ and _is_letter(before) and _is_letter(after):
+            continue
+        raise InvalidJID(f"resourcepart contains U+{ord(char):04X} out of context")
+
+
+def _is_letter(char: str) -> bool:
+    return bool(char) and unicodedata.category(char).startswith(("L", "M"))
 
 
 # -- the JID value -----------------------------------------------------------------------------

@@ -9,8 +9,10 @@ The limits, all set in the ``[limits]`` section of the configuration and on by d
 1. **Connections per address** (``max_connections_per_ip``): TCP client connections open at
    once from one IPv4 address, or from one IPv6 /64 (one end user's usual allocation). The
    connection over the limit gets a ``policy-violation`` stream error and is closed before
-   TLS or authentication. Connections whose address is unknown (WebSocket and BOSH behind
-   the HTTP listener, memory streams in tests) are not counted.
+   TLS or authentication. WebSocket connections and BOSH sessions count too, by the HTTP
+   client's address (over the limit: HTTP 429, or the BOSH condition ``policy-violation``),
+   except behind a proxy (``http.proxy_tls``), where every request comes from the proxy's
+   address. Connections whose address is unknown (memory streams in tests) are not counted.
 2. **Sessions per account** (``max_sessions_per_account``): resources bound at once,
    sessions waiting for XEP-0198 resumption included. One more bind request gets the
    RFC 6120 §7.6.2.1 error ``resource-constraint`` (type ``wait``); binding a resource the

@@ -85,7 +85,7 @@ from casper.stream_management import RESUME as _SM_RESUME
 from casper.stream_management import failed as _sm_failed
 from casper.xml import NEED_DATA, STREAM_CLOSE, STREAM_NS, NeedData, XMLStreamParser, serialize
 from casper.xml.events import StanzaReceived, StreamClosed, StreamOpened
-from casper.xml.serializer import stream_error, stream_header
+from casper.xml.serializer import stream_error_of, stream_header
 
 __all__ = [  # the events and states live in their own module; this is their public home
     "NEED_DATA",
@@ -453,7 +453,7 @@ class C2SNegotiation(SaslNegotiation):
 
     def _fail(self, error: StreamError) -> None:
         """Rule 1: [header] + stream error + close tag, then Closed(error)."""
-        self._end(stream_error(error.condition, error.text) + STREAM_CLOSE, error)
+        self._end(stream_error_of(error) + STREAM_CLOSE, error)
 
     def _restart(self) -> State:
         self._parser.close()
@@ -510,9 +510,10 @@ class C2SNegotiation(SaslNegotiation):
 
     def _request_bind(self, event: StanzaReceived) -> State:
         iq_id = event.element.get("id", "")
-        text = event.element[0].findtext(_BIND + "resource")
+        requested = event.element[0].findall(_BIND + "resource")
+        text = requested[0].text if requested else None
         resource = _or_none(prep_resource, text or None)
-        if text and resource is None:
+        if len(requested) > 1 or (text and resource is None):
             self._send(serialize(_iq_error(iq_id, StanzaError("bad-request", "invalid resource"))))
             return State.BIND
         self._bind_id = iq_id

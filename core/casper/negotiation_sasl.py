@@ -123,6 +123,8 @@ class SaslNegotiation(NegotiationHost):
         return self._initial_response(event)
 
     def _initial_response(self, event: StanzaReceived) -> State:
+        if len(event.element):  # SASL data is character data only (RFC 6120 §6.4.2)
+            return self._auth_failure("malformed-request", "SASL data cannot hold elements")
         data = _b64decode(event.element.text)
         if data is None:
             return self._auth_failure("incorrect-encoding")
@@ -179,6 +181,8 @@ class SaslNegotiation(NegotiationHost):
 
     def _final_response(self, event: StanzaReceived) -> State:
         assert self._scram is not None
+        if len(event.element):  # SASL data is character data only (RFC 6120 §6.4.2)
+            return self._auth_failure("malformed-request", "SASL data cannot hold elements")
         data = _b64decode(event.element.text)
         if data is None:
             return self._auth_failure("incorrect-encoding")

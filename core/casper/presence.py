@@ -231,6 +231,14 @@ class PresenceService:
             await self._server.record_public_logoff(session, status)
         session.shown_publicly = False
 
+    def forget_broadcast(self, session: Session) -> None:
+        """Treat ``session`` as one that has not sent broadcast presence yet: until its next
+        available presence nothing is broadcast for it and probes, last activity and
+        disco#items answer as if it were offline (XEP-0186 §3.2, becoming visible again).
+        Entities it sent directed presence to keep it and get unavailable at the end."""
+        session.available = False
+        session.presence = None
+
     # ------------------------------------------------------------ directed
 
     async def _directed(self, stanza: Stanza, session: Session) -> None:
@@ -332,6 +340,11 @@ class PresenceService:
         """
         if not await self._server.account_exists(account):
             return [make_stanza("presence", from_=account, type="unsubscribed")], []
+        if prober.bare == account:  # implicitly subscribed to itself (RFC 6121 §4.3.2)
+            own = [s for s in self._server.router.sessions_of(account) if s.available]
+            if own:
+                return [s.presence or make_stanza("presence", from_=s.jid) for s in own], []
+            return [await self.offline_presence(account, prober)], []
         roster = await self._server.rosters.get(account)
         item = roster.get(str(prober.bare))
         if item is None or item.subscription not in ("from", "both"):

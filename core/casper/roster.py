@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 ROSTER_NS = "jabber:iq:roster"
 MAX_ROSTER_ITEMS = 1000
 MAX_NAME = 1023
+MAX_GROUPS = 32  # groups per item
+MAX_GROUP_CHARS = 4096  # all of an item's group names together: a roster stays a few MB
 
 
 class Rosters:
@@ -126,6 +128,10 @@ class Rosters:
             raise StanzaError("not-acceptable", "empty or overlong group name")
         if len(set(groups)) != len(groups):
             raise StanzaError("bad-request", "duplicate group")
+        if len(groups) > MAX_GROUPS or sum(map(len, groups)) > MAX_GROUP_CHARS:
+            raise StanzaError(
+                "not-acceptable", f"at most {MAX_GROUPS} groups of {MAX_GROUP_CHARS} characters"
+            )
         current = roster.get(str(contact))
         if current is None and len(roster) >= MAX_ROSTER_ITEMS:
             raise StanzaError("not-allowed", "roster is full")

@@ -16,6 +16,7 @@ from .iq import IqRequest
 from .jid import JID
 from .plugins import call_guarded, call_safely
 from .stanza import Stanza
+from .storage import AccountNotFound
 from .verdicts import Bounce, Drop, OfflineEquivalent, Verdict
 
 if TYPE_CHECKING:
@@ -87,12 +88,16 @@ class Router:
         return verdict
 
     async def bounce(self, stanza: Stanza, error: StanzaError | Bounce) -> None:
-        """Answer ``stanza``'s sender with an error; errors are never answered."""
+        """Answer ``stanza``'s sender with an error. Errors and IQ results are never
+        answered (RFC 6120 §8.3.1, §8.2.3). A stanza without ``to`` was handled on behalf
+        of the sender's account, so the error comes from its bare JID (§8.1.2.1)."""
         if stanza.type == "error" or stanza.from_ is None:
+            return
+        if stanza.kind == "iq" and stanza.type == "result":
             return
         reply = stanza.error_reply(error)
         if reply.from_ is None:
-            reply = reply.readdressed(from_=JID.make(None, self._server.domain))
+            reply = reply.readdressed(from_=stanza.from_.bare)
         await self.route(reply)
 
     async def apply(self, verdict: Verdict, stanza: Stanza) -> None:
@@ -243,6 +248,11 @@ class Router:
             payload = await handler.handler(request)
         except StanzaError as exc:
             await self.bounce(stanza, exc)
+            return
+        except AccountNotFound as exc:  # deleted (``casper user delete``) while in use
+            await self.bounce(stanza, StanzaError("item-not-found", "the account was deleted"))
+            if session is not None and str(session.account) == exc.args[0]:
+                session.close(StreamError("not-authorized", "the account was deleted"))
             return
         except Exception as exc:
             log.error("plugin %r crashed in its IQ handler for %s (stanza id %s)",

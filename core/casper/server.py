@@ -28,6 +28,7 @@ from .iq import IqHandler, IqTable
 from .jid import JID
 from .lastseen import LastSeen
 from .limits import Limits
+from .listening import open_tcp_listeners
 from .plugins import (
     GuardedNursery,
     call_safely,
@@ -43,7 +44,7 @@ from .router import Router
 from .s2s import S2SManager
 from .session import Session
 from .stanza import Stanza
-from .storage import Storage, open_storage
+from .storage import AccountNotFound, Storage, open_storage
 from .storage.thread import StorageThread
 from .tls import TLSConfigError, ensure_certificate, server_ssl_context
 from .transports.http import serve_http
@@ -113,7 +114,9 @@ class Server:
         for impl in self.pm.hook.casper_iq_handlers.get_hookimpls():
             # pluggy types every implementation as returning object; the spec says a list
             returned = cast("list[IqHandler] | None", impl.function())
-            handlers.extend((impl.plugin_name, h) for h in returned or ())
+            # a plugin's object is registered as "<name>.state" (casper.hookspecs)
+            owner = impl.plugin_name.removesuffix(".state")
+            handlers.extend((owner, h) for h in returned or ())
         self.iq_table = IqTable(handlers)
 
     def reload_tls(self) -> bool:
@@ -198,7 +201,10 @@ class Server:
         others = [s for s in self.router.sessions_of(session.account)
                   if s is not session and s.available and s.shown_publicly]  # fmt: skip
         if not others:
-            await self.lastseen.record_logoff(session, status, time.time())
+            try:
+                await self.lastseen.record_logoff(session, status, time.time())
+            except AccountNotFound:
+                log.info("%s logged off after its account was deleted", session.jid)
 
     # ------------------------------------------------------------------ session lifecycle
 
@@ -243,10 +249,10 @@ def _ssl_context(config: Config) -> ssl.SSLContext:
 
 async def _open_default_listeners(config: Config) -> list[C2SListener]:
     listeners = [
-        C2SListener(lst) for lst in await trio.open_tcp_listeners(config.port, host=config.host)
+        C2SListener(lst) for lst in await open_tcp_listeners("c2s", config.port, config.host)
     ]
     if config.tls_port is not None:
-        tls = await trio.open_tcp_listeners(config.tls_port, host=config.host)
+        tls = await open_tcp_listeners("direct TLS", config.tls_port, config.host)
         listeners += [C2SListener(lst, direct_tls=True) for lst in tls]
     return listeners
 

@@ -237,9 +237,11 @@ class StreamManagement(Generic[T]):
         """Drop the stanzas the client says it handled (rule 4)."""
         count = (h - self._acked) % MODULUS
         if count > len(self._unacked):
+            sent = str(self.sent_count)
             raise StreamError(
                 "undefined-condition",
-                f"handled-count-too-high: h={h} but only {self.sent_count} stanzas were sent",
+                f"h={h} but only {sent} stanzas were sent",
+                app=Element(f"{_NS}handled-count-too-high", {"h": str(h), "send-count": sent}),
             )
         del self._unacked[:count]
         self._acked = h

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import os
 import ssl
 from pathlib import Path
@@ -26,6 +27,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+log = logging.getLogger("casper.tls")
 
 CERT_VALIDITY = datetime.timedelta(days=3650)
 CLOCK_SKEW = datetime.timedelta(days=1)  # backdate notBefore so slightly wrong clocks accept it
@@ -65,6 +68,7 @@ def ensure_certificate(data_dir: Path, domain: str) -> tuple[Path, Path]:
         cert_path.write_bytes(cert_pem)
     except OSError as exc:
         raise TLSConfigError(f"cannot write TLS files in {tls_dir}: {exc.strerror}") from exc
+    log.info("generated a self-signed certificate for %s: %s", domain, cert_path)
     return cert_path, key_path
 
 

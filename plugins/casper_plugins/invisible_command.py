@@ -14,8 +14,9 @@ the server's disco#info. Invisibility belongs to one session and ends with it.
 - Inbound presence, full-JID messages and IQs are delivered; bare-JID messages, probes,
   last activity and disco#items on the bare JID are answered as if the account were
   offline unless another resource is visible (the core's offline-equivalent answer).
-- ``<visible/>``: the session is visible again, but nothing is broadcast until the client
-  sends its next presence.
+- ``<visible/>``: the session is visible again, but counts as one that has not sent
+  presence yet: nothing is broadcast, and probes, last activity and disco#items answer as
+  if it were offline, until the client sends its next presence.
 - The administrator's policy (``[invisibility]``) wins: a forbidden ``<invisible/>`` gets
   ``not-allowed`` and changes nothing.
 
@@ -98,8 +99,10 @@ class InvisibleCommand:
 
     async def _visible(self, request: IqRequest) -> None:
         session = _own_session(request)
-        session.plugin_state(NAME, InvisibleState).invisible = False
-        # XEP-0186 §3.2: nothing is broadcast until the client's next presence
+        state = session.plugin_state(NAME, InvisibleState)
+        if state.invisible:  # XEP-0186 §3.2: as before initial presence, until the next one
+            state.invisible = False
+            self._server.presence.forget_broadcast(session)
 
 
 def _own_session(request: IqRequest) -> Session:

@@ -232,6 +232,18 @@ async def test_iq_to_the_server_with_an_unknown_namespace_is_service_unavailable
         assert reply.get("from") == "localhost"
 
 
+async def test_error_for_an_iq_without_to_comes_from_the_accounts_bare_jid(
+    srv: TestServer,
+) -> None:
+    """The server answered on the account's behalf (RFC 6120 §8.1.2.1): no ``from`` on the
+    result, and the account's bare JID, not the domain, on an error."""
+    async with srv.client("juliet") as juliet:
+        await juliet.send("<iq type='get' id='nons'><query xmlns='urn:example:nothing'/></iq>")
+        reply = await juliet.expect(iq_reply("nons"))
+        assert error_condition(reply) == "service-unavailable"
+        assert reply.get("from") == "juliet@localhost"
+
+
 # -------------------------------------------------------------------- errors about errors
 
 
@@ -245,6 +257,10 @@ async def test_iq_to_the_server_with_an_unknown_namespace_is_service_unavailable
         "<iq type='error' id='{id}' to='tybalt@localhost'/>",
         "<iq type='error' id='{id}' to='friar@mantua.example'/>",
         "<iq type='result' id='{id}' to='romeo@localhost/ghost'/>",
+        "<iq type='result' id='{id}' to='tybalt@localhost'/>",
+        "<iq type='result' id='{id}' to='tybalt@localhost/x'/>",
+        "<iq type='result' id='{id}' to='localhost/x'/>",
+        "<iq type='result' id='{id}' to='friar@mantua.example'/>",
         "<iq type='error' id='{id}' to='localhost'/>",
         "<presence type='error' id='{id}' to='tybalt@localhost'/>",
     ],
@@ -256,11 +272,18 @@ async def test_iq_to_the_server_with_an_unknown_namespace_is_service_unavailable
         "iq-to-nonexistent-account",
         "iq-to-remote-domain",
         "iq-result-to-missing-resource",
+        "iq-result-to-nonexistent-account",
+        "iq-result-to-nonexistent-full-jid",
+        "iq-result-to-server-resource",
+        "iq-result-to-remote-domain",
         "iq-to-server",
         "presence-to-nonexistent-account",
     ],
 )
-async def test_error_stanzas_are_never_answered_with_errors(srv: TestServer, stanza: str) -> None:
+async def test_errors_and_iq_results_are_never_answered_with_errors(
+    srv: TestServer, stanza: str
+) -> None:
+    """RFC 6120 §8.3.1 (errors) and §8.2.3 (an IQ result is not answered either)."""
     async with srv.client("romeo") as romeo, srv.client("juliet") as juliet:
         stanza_id = new_id("err")
         await juliet.send(stanza.format(id=stanza_id))

@@ -372,6 +372,16 @@ async def test_duplicate_iq_handler_is_an_error_at_startup(
         await serve_without_listeners(extra)
 
 
+async def test_duplicate_iq_handler_error_names_the_plugin_as_configured() -> None:
+    """``version`` registers its object as ``version.state``: the operator knows ``version``."""
+    extra = [(DuplicateIqPlugin("jabber:iq:version"), "my-plugin")]
+    with pytest.raises(ConfigError) as info:
+        await serve_without_listeners(extra, configured=("version",))
+    names = {"'version'", "'my-plugin'"}
+    assert any(str(info.value).startswith(f"plugins {a} and {b} both handle") for a in names
+               for b in names - {a}), info.value  # fmt: skip
+
+
 def test_unknown_plugin_name_is_a_config_error_naming_the_installed_ones() -> None:
     with pytest.raises(ConfigError) as info:
         make_plugin_manager(Config(default_plugins=False, plugins=("no-such-plugin",)))

@@ -115,6 +115,21 @@ async def test_login_probe_gets_the_presence_of_every_available_resource_of_a_co
         await quiet(romeo, any_presence_from("juliet@localhost"))
 
 
+async def test_probe_of_the_own_bare_jid_is_answered_as_if_subscribed(srv: TestServer) -> None:
+    """An account is implicitly subscribed to itself (RFC 6121 §4.3.2): its probe gets the
+    presence of its available resources, or the offline answer, never ``unsubscribed``."""
+    async with srv.client("romeo", presence=True, resource="r1") as r1:
+        await r1.send("<presence type='probe' to='romeo@localhost'/>")
+        answer = await r1.expect(presence_from(r1.jid))
+        assert answer.get("type") is None
+        async with srv.client("romeo", resource="r2") as r2:  # not available: not shown
+            await r1.send("<presence type='unavailable'/>")
+            await r2.send("<presence type='probe' to='romeo@localhost'/>")
+            offline = await r2.expect(any_presence_from("romeo@localhost"))
+            assert (offline.get("from"), offline.get("type")) == ("romeo@localhost", "unavailable")
+            await quiet(r2, any_presence_from("romeo@localhost"))
+
+
 async def test_presence_change_is_broadcast_to_contacts(srv: TestServer) -> None:
     async with contacts_online(srv) as (romeo, juliet):
         await romeo.expect(presence_from(juliet.jid))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from xml.etree.ElementTree import Element
 
 import pytest
+from casper.roster import MAX_GROUP_CHARS, MAX_GROUPS
 from casper.testing import TestClient, TestServer
 
 from tests.core.conftest import (
@@ -99,6 +100,25 @@ async def test_roster_set_with_a_duplicate_group_is_bad_request(srv: TestServer)
         assert error_condition(await roster_set(romeo, item)) == "bad-request"
         await quiet(romeo, roster_push())
         assert roster_items(await roster_iq(romeo)) == {}
+
+
+@pytest.mark.parametrize(
+    ("count", "size"), [(MAX_GROUPS + 1, 1), (MAX_GROUP_CHARS // 1000 + 1, 1000)]
+)
+async def test_roster_set_with_too_many_or_too_long_groups_is_not_acceptable(
+    srv: TestServer, count: int, size: int
+) -> None:
+    """Groups are capped per item, so that one account's roster stays a few megabytes."""
+    async with srv.client("romeo") as romeo:
+        await roster_iq(romeo)
+        group_tags = "".join(f"<group>{i:0{size}d}</group>" for i in range(count))
+        reply = await roster_set(romeo, f"<item jid='{JULIET}'>{group_tags}</item>")
+        assert error_condition(reply) == "not-acceptable"
+        await quiet(romeo, roster_push())
+        assert roster_items(await roster_iq(romeo)) == {}
+        at_limit = "".join(f"<group>{i}</group>" for i in range(MAX_GROUPS))
+        reply = await roster_set(romeo, f"<item jid='{JULIET}'>{at_limit}</item>")
+        assert reply.get("type") == "result"
 
 
 async def test_roster_set_with_two_items_is_bad_request(srv: TestServer) -> None:

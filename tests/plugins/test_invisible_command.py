@@ -510,6 +510,39 @@ async def test_visible_broadcasts_nothing_until_the_next_presence() -> None:
         assert heard == nobody_else(heard, juliet=[romeo(show="chat")], nurse=[romeo(show="chat")])
 
 
+async def test_after_visible_the_session_answers_as_one_that_has_not_sent_presence_yet() -> None:
+    """§3.2: presence sent while invisible is not shown by <visible/>: until the next
+    presence, probes, last activity and disco#items still say offline."""
+    async with open_cast() as cast:
+        juliet = await cast.log_in("juliet", presence=True)
+        r1 = await cast.log_in("romeo")
+        ok(await invisible(r1))
+        await cast.says("romeo", "<presence/>")
+        ok(await visible(r1))
+        when, status = await last_seen(juliet)
+        assert when == pytest.approx(time.time() - AN_HOUR, abs=2) and status == LAST_STATUS
+        assert await disco_items(juliet) == []
+        answer = await probe_answer(cast, "nurse")
+        assert [summary(e) for e in answer] == [(ROMEO, "unavailable", None, LAST_STATUS)]
+        heard = await cast.says("romeo", "<presence/>")
+        assert heard == nobody_else(heard, juliet=[AVAILABLE])
+
+
+async def test_invisible_again_after_visible_and_presence_dates_last_activity_anew() -> None:
+    async with open_cast() as cast:
+        juliet = await cast.log_in("juliet", presence=True)
+        r1 = await cast.log_in("romeo")
+        ok(await invisible(r1))
+        ok(await visible(r1))
+        await cast.says("romeo", "<presence/>")
+        ok(await invisible(r1))
+        went_invisible = time.time()
+        heard = await cast.heard(first="romeo")
+        assert heard == nobody_else(heard, juliet=[UNAVAILABLE])
+        when, status = await last_seen(juliet)
+    assert when == pytest.approx(went_invisible, abs=2) and status is None
+
+
 async def test_directed_recipient_while_invisible_gets_unavailable_after_visible_and_logoff() -> (
     None
 ):

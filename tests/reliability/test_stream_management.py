@@ -195,6 +195,8 @@ async def test_an_ack_for_more_than_was_sent_is_a_stream_error_and_nothing_is_lo
             while True:
                 await romeo.recv()
         assert ended.value.error == "undefined-condition"
+        too_high = ended.value.element.find(f"{{{SM}}}handled-count-too-high")
+        assert too_high is not None and too_high.get("h") == "99"
         await romeo.client.stream.aclose()
         await wait_until(lambda: not sessions(srv, "romeo"))  # not resumable after an error
         async with srv.client("romeo", presence=True) as again:

@@ -312,6 +312,8 @@ CLIENT_FIRST_CASES: list[tuple[bytes, NeedCredentials | Failure]] = [
     (b"n,,n=user,r=abc,1=x", Failure("malformed-request")),
     (b"n,,n=user,r=abc,x=", Failure("malformed-request")),
     (b"n,,n=\xff,r=abc", Failure("malformed-request")),
+    (b"n,,n=user,r=" + b"x" * 512, NeedCredentials("user")),
+    (b"n,,n=user,r=" + b"x" * 513, Failure("malformed-request")),  # the server would echo it
 ]
 
 

@@ -12,6 +12,8 @@ from xml.etree.ElementTree import Element
 
 import pytest
 import trio
+from casper.testing.client import StreamEnded
+from casper.transports import framing
 from casper.transports.bosh_session import BOSH_NS
 
 from tests.transports.clients import BoshClient, bosh_client, http_request, parse, websocket_client
@@ -308,3 +310,49 @@ async def test_client_that_never_collects_is_closed_as_too_slow(make_web) -> Non
         assert 16 <= index < 100  # outbox plus what the BOSH session queues
         await romeo.send("<message to='romeo@localhost/ws' id='self'><body>ok</body></message>")
         assert (await romeo.expect(lambda e: e.get("id") == "self")).get("id") == "self"
+
+
+async def test_output_too_large_to_frame_ends_only_that_session(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An element of the server's own output over the framing bound breaks that session's
+    transport, as a failed write would; the HTTP service and other sessions carry on."""
+    async with bosh_client(HOST, web.port, web.domain, "benvolio", resource="by") as bystander:
+        monkeypatch.setattr(framing, "OUTBOUND_LIMIT", 4096)  # sessions opened from now on
+        async with bosh_client(HOST, web.port, web.domain, "romeo", resource="big") as romeo:
+            body = "x" * 5000
+            await romeo.send(
+                f"<message to='romeo@localhost/big' id='echo'><body>{body}</body></message>"
+            )
+            with pytest.raises(StreamEnded), trio.fail_after(10):
+                await romeo.expect(lambda e: e.get("id") == "echo")
+        await check_bystander_unaffected(bystander)
+        with trio.fail_after(5):
+            while (await health(web))["bosh_sessions"] != 1:
+                await trio.sleep(0.02)
+
+
+async def test_sessions_count_against_the_address_limit_and_free_it_when_they_end(
+    make_web,
+) -> None:
+    """An unauthenticated session costs memory like a TCP connection: it counts the same."""
+    async with make_web(max_connections_per_ip=2) as web:
+        sids = []
+        for rid in (10, 20):
+            status, _, content = await post(web, CREATE.format(rid=rid, wait=1))
+            assert status == 200 and parse(content).get("sid")
+            sids.append((rid, parse(content).get("sid")))
+        status, _, content = await post(web, CREATE.format(rid=30, wait=1))
+        refused = parse(content)
+        assert (status, refused.get("type"), refused.get("condition")) == (
+            200,
+            "terminate",
+            "policy-violation",
+        )
+        rid, sid = sids[0]
+        await post(web, f"<body xmlns='{BOSH_NS}' rid='{rid + 1}' sid='{sid}' type='terminate'/>")
+        with trio.fail_after(10):
+            while (await health(web))["bosh_sessions"] > 1:
+                await trio.sleep(0.05)
+        status, _, content = await post(web, CREATE.format(rid=40, wait=1))
+        assert status == 200 and parse(content).get("sid")

@@ -7,11 +7,15 @@ clear stream error or close code while another session carries on.
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 import trio
 import trio.lowlevel
 import wsproto
 import wsproto.events
+from casper.transports import framing
 from casper.transports.framing import FRAMING_NS
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
@@ -122,6 +126,35 @@ async def test_origin_checks(make_web) -> None:
             assert parse(await ws.get_message()).tag == f"{{{FRAMING_NS}}}open"
         status, _, _ = await http_request(HOST, web.port, "GET", "/health", headers=bad)
         assert status == 403
+
+
+@pytest.mark.parametrize(("proxy_tls", "second_refused"), [(False, True), (True, False)])
+async def test_websockets_count_against_the_address_limit_unless_behind_a_proxy(
+    make_web, proxy_tls: bool, second_refused: bool
+) -> None:
+    async with (
+        make_web(max_connections_per_ip=1, http_proxy_tls=proxy_tls) as web,
+        open_websocket_url(web.ws_url, subprotocols=["xmpp"]),
+    ):
+        if second_refused:
+            with pytest.raises(ConnectionRejected) as info:
+                async with open_websocket_url(web.ws_url, subprotocols=["xmpp"]):
+                    pass
+            assert info.value.status_code == 429
+        else:  # every request comes from the proxy's address
+            async with open_websocket_url(web.ws_url, subprotocols=["xmpp"]) as ws:
+                await ws.send_message(OPEN)
+                assert parse(await ws.get_message()).tag == f"{{{FRAMING_NS}}}open"
+    async with make_web(max_connections_per_ip=1) as web:  # a closed one frees its place
+        for _ in range(2):
+            async with open_websocket_url(web.ws_url, subprotocols=["xmpp"]) as ws:
+                await ws.send_message(OPEN)
+                assert parse(await ws.get_message()).tag == f"{{{FRAMING_NS}}}open"
+            with trio.fail_after(10):
+                while json.loads((await http_request(HOST, web.port, "GET", "/health"))[2])[
+                    "websocket_connections"
+                ]:
+                    await trio.sleep(0.05)
 
 
 async def test_plain_get_on_the_websocket_path_asks_for_an_upgrade(web: Web) -> None:
@@ -267,3 +300,25 @@ async def test_close_while_stanzas_are_written_ends_a_resumable_session_at_once(
                     await trio.sleep(0.02)
             assert server.resumable.detached == 0
             assert server.router.session_for(romeo.jid) is None
+
+
+async def test_output_too_large_to_frame_ends_only_that_connection(
+    web: Web, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The WebSocket twin of the BOSH case: the server's own element over the framing bound
+    breaks that connection's transport, as a failed write would (no crash logged); the
+    listener and other clients carry on."""
+    async with websocket_client(web.ws_url, web.domain, "benvolio", resource="by") as bystander:
+        monkeypatch.setattr(framing, "OUTBOUND_LIMIT", 4096)  # connections opened from now on
+        async with websocket_client(web.ws_url, web.domain, "romeo", resource="big") as romeo:
+            body = "x" * 5000
+            await romeo.send(
+                f"<message to='romeo@localhost/big' id='echo'><body>{body}</body></message>"
+            )
+            with pytest.raises(StreamEnded), trio.fail_after(10):
+                await romeo.expect(lambda e: e.get("id") == "echo")
+        await bystander.send(
+            "<message to='benvolio@localhost/by' id='self'><body>ok</body></message>"
+        )
+        assert (await bystander.expect(lambda e: e.get("id") == "self")).get("id") == "self"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -24,7 +24,7 @@ import trio
 from casper.connection import send_quietly
 from casper.errors import StreamError
 from casper.xml import STREAM_CLOSE
-from casper.xml.serializer import stream_error
+from casper.xml.serializer import stream_error, stream_error_of
 
 from .pipe import Pipe
 
@@ -61,7 +61,7 @@ async def _client_to_home(client: trio.abc.Stream, pipe: Pipe, scope: trio.Cance
         while data := await client.receive_some():
             await pipe.send_all(data)
     except StreamError as exc:  # e.g. a WebSocket frame too large
-        await send_quietly(client, stream_error(exc.condition, exc.text) + STREAM_CLOSE)
+        await send_quietly(client, stream_error_of(exc) + STREAM_CLOSE)
         scope.cancel()
         return
     except _GONE:

@@ -34,6 +34,7 @@ import pluggy
 import trio
 
 from casper.config import Config, ConfigError
+from casper.listening import listen_error
 from casper.plugins import make_plugin_manager
 from casper.storage import open_storage
 
@@ -62,17 +63,23 @@ def check_cluster_config(config: Config, extra: Sequence[tuple[object, str]] = (
         )
 
 
-def _listen(host: str, port: int) -> list[socket.socket]:
+def _listen(purpose: str, host: str, port: int) -> list[socket.socket]:
     """Bound, inheritable TCP sockets for ``host``:``port`` (every address). Workers make
     them listen when they are ready to accept, so nobody connects before one is."""
-    sockets = []
+    sockets: list[socket.socket] = []
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            for opened in sockets:
+                opened.close()
+            raise listen_error(purpose, host, port, exc) from exc
         sock.set_inheritable(True)
         sockets.append(sock)
         port = sock.getsockname()[1]  # 0: the other families take the same port
@@ -81,13 +88,13 @@ def _listen(host: str, port: int) -> list[socket.socket]:
 
 def open_listeners(config: Config) -> dict[str, list[socket.socket]]:
     """The listeners of every enabled kind: ``c2s``, ``tls``, ``http``, ``s2s``."""
-    kinds: dict[str, list[socket.socket]] = {"c2s": _listen(config.host, config.port)}
+    kinds: dict[str, list[socket.socket]] = {"c2s": _listen("c2s", config.host, config.port)}
     if config.tls_port is not None:
-        kinds["tls"] = _listen(config.host, config.tls_port)
+        kinds["tls"] = _listen("direct TLS", config.host, config.tls_port)
     if config.http_port is not None:
-        kinds["http"] = _listen(config.host, config.http_port)
+        kinds["http"] = _listen("WebSocket and BOSH", config.host, config.http_port)
     if config.s2s_enabled:
-        kinds["s2s"] = _listen(config.host, config.s2s_port)
+        kinds["s2s"] = _listen("s2s", config.host, config.s2s_port)
     return kinds
 
 

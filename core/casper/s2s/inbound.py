@@ -54,7 +54,7 @@ from xml.etree.ElementTree import Element
 
 from casper.errors import LocalProtocolError, StreamError
 from casper.jid import JID, InvalidJID
-from casper.xml import NEED_DATA, STREAM_CLOSE, NeedData, XMLStreamParser, stream_error
+from casper.xml import NEED_DATA, STREAM_CLOSE, NeedData, XMLStreamParser, stream_error_of
 from casper.xml.events import StanzaReceived, StreamClosed, StreamOpened
 
 from . import wire
@@ -418,4 +418,4 @@ class InboundStream:
     def _fail(self, error: StreamError) -> None:
         if self._state is State.CLOSED:
             return
-        self._end(stream_error(error.condition, error.text) + STREAM_CLOSE, error)
+        self._end(stream_error_of(error) + STREAM_CLOSE, error)

@@ -26,6 +26,7 @@ import trio
 
 from casper.errors import StanzaError
 from casper.jid import JID
+from casper.listening import open_tcp_listeners
 from casper.stanza import Stanza
 from casper.tls import TLSConfigError
 
@@ -353,7 +354,7 @@ class S2SManager:
         """
         self.load_tls()
         if listeners is None:
-            listeners = await trio.open_tcp_listeners(self.config.s2s_port, host=self.config.host)
+            listeners = await open_tcp_listeners("s2s", self.config.s2s_port, self.config.host)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._bounce_loop)

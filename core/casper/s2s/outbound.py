@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
 from casper.errors import LocalProtocolError, StreamError
-from casper.xml import NEED_DATA, STREAM_CLOSE, NeedData, XMLStreamParser, serialize, stream_error
+from casper.xml import (
+    NEED_DATA,
+    STREAM_CLOSE,
+    NeedData,
+    XMLStreamParser,
+    serialize,
+    stream_error_of,
+)
 from casper.xml.events import StanzaReceived, StreamClosed, StreamOpened
 
 from . import wire
@@ -342,4 +349,4 @@ class OutboundStream:
     def _fail(self, error: StreamError) -> None:
         if self._state is State.CLOSED:
             return
-        self._end(stream_error(error.condition, error.text) + STREAM_CLOSE, error)
+        self._end(stream_error_of(error) + STREAM_CLOSE, error)

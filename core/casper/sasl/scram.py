@@ -232,7 +232,12 @@ def _unescape_name(text: str) -> str:
     return parts[0] + "".join({"2C": ",", "3D": "="}[p[:2]] + p[2:] for p in parts[1:])
 
 
+MAX_NONCE_CHARS = 512  # clients send 16-48; the server echoes it, so a long one costs twice
+
+
 def _check_nonce(nonce: str) -> str:
+    if len(nonce) > MAX_NONCE_CHARS:
+        raise _Malformed(f"nonce longer than {MAX_NONCE_CHARS} characters")
     if not nonce or not all("\x21" <= c <= "\x7e" and c != "," for c in nonce):
         raise _Malformed("nonce must be printable ASCII")
     return nonce

@@ -47,11 +47,13 @@ def parse_xml(text: str) -> Element:
 
 
 class StreamEnded(Exception):
-    """The server closed the stream; ``error`` is its stream error condition, if any."""
+    """The server closed the stream; ``error`` is its stream error condition, if any, and
+    ``element`` the whole ``<stream:error>``."""
 
-    def __init__(self, error: str | None) -> None:
+    def __init__(self, error: str | None, element: Element | None = None) -> None:
         super().__init__(error or "stream closed")
         self.error = error
+        self.element = element
 
 
 class TestClient:
@@ -101,7 +103,7 @@ class TestClient:
             condition = next(
                 (c.tag.split("}")[1] for c in element if not c.tag.endswith("}text")), None
             )
-            raise StreamEnded(condition)
+            raise StreamEnded(condition, element)
         return element
 
     async def recv(self, timeout: float = 5) -> Element:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..connection import handle_connection
+from ..errors import RemoteProtocolError
 from .bosh_session import BoshError, BoshLimits, BoshRequest, BoshSession, State, parse_request
 from .framing import Closed, ElementOut, Opened, StreamSplitter
 
@@ -74,7 +75,11 @@ class BoshStream(trio.abc.Stream):
         if session.state is State.TERMINATED:
             raise trio.BrokenResourceError("the BOSH session has ended")
         now = trio.current_time()
-        for frame in self._splitter.feed(bytes(data)):
+        try:
+            frames = self._splitter.feed(bytes(data))
+        except RemoteProtocolError as exc:  # e.g. an element over OUTBOUND_LIMIT: nothing more
+            raise trio.BrokenResourceError(f"output cannot be framed: {exc}") from exc
+        for frame in frames:
             if isinstance(frame, Opened):
                 session.stream_opened(frame.attrs, now)
             elif isinstance(frame, ElementOut):
@@ -118,8 +123,9 @@ class BoshService:
         )
         self.sessions: dict[str, _Live] = {}
 
-    async def handle(self, body: bytes) -> tuple[int, bytes]:
-        """Answer one request body: ``(HTTP status, response body)``."""
+    async def handle(self, body: bytes, peer: str | None = None) -> tuple[int, bytes]:
+        """Answer one request body from ``peer`` (an IP address, ``None`` if not counted):
+        ``(HTTP status, response body)``."""
         now = trio.current_time()
         try:
             request = parse_request(body, limits=self.limits)
@@ -127,7 +133,7 @@ class BoshService:
             log.info("refused a BOSH request: %s", exc)
             return exc.status, exc.body()
         if request.sid is None:
-            return await self._create(request, now)
+            return await self._create(request, now, peer)
         live = self.sessions.get(request.sid)
         if live is None:
             return 200, BoshError("item-not-found", "no such session").body()
@@ -140,16 +146,23 @@ class BoshService:
         live.changed()
         return 200, await self._answer(live, request.rid)
 
-    async def _create(self, request: BoshRequest, now: float) -> tuple[int, bytes]:
+    async def _create(
+        self, request: BoshRequest, now: float, peer: str | None
+    ) -> tuple[int, bytes]:
+        """A new session, counted against its address's connections like a TCP one."""
         sid = secrets.token_urlsafe(18)
         try:
             session = BoshSession.create(sid, request, domain=self.server.domain,
                                          limits=self.limits, now=now)  # fmt: skip
         except BoshError as exc:
             return exc.status, exc.body()
+        if not self.server.limits.connection_opened(peer):
+            log.warning("refused a BOSH session from %s: too many connections from there", peer)
+            refusal = BoshError("policy-violation", "too many connections from your address")
+            return refusal.status, refusal.body()
         live = _Live(session)
         self.sessions[sid] = live
-        self._nursery.start_soon(self._run, sid, live)
+        self._nursery.start_soon(self._run, sid, live, peer)
         return 200, await self._answer(live, request.rid)
 
     async def _answer(self, live: _Live, rid: int) -> bytes:
@@ -157,17 +170,20 @@ class BoshService:
             await live.wait_changed()
         return body
 
-    async def _run(self, sid: str, live: _Live) -> None:
+    async def _run(self, sid: str, live: _Live, peer: str | None) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._timer, live)
                 await handle_connection(self.server, BoshStream(live), secure=self._secure,
                                         ssl_context=None)  # fmt: skip
                 nursery.cancel_scope.cancel()
+        except Exception:  # one session's failure must not end the HTTP service
+            log.exception("BOSH session %s failed", sid)
         finally:
             live.session.close(trio.current_time())
             live.changed()
             del self.sessions[sid]
+            self.server.limits.connection_closed(peer)
 
     async def _timer(self, live: _Live) -> None:
         """Tick the session whenever its next deadline passes (cancel scopes, no timers)."""

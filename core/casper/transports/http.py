@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 import h11
 import trio
 
+from ..limits import peer_address
+from ..listening import open_tcp_listeners
 from ..tls_stream import server_tls_stream
 from .bosh import BoshService
 from .tcp import describe
@@ -100,12 +102,14 @@ class HttpService:
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one HTTP connection until it closes or turns into a WebSocket."""
         self.counts.http_connections += 1
+        # behind a proxy every request comes from its address: nobody's to count
+        peer = None if self.server.config.http_proxy_tls else peer_address(stream)
         try:
             if self.ssl_context is not None:
                 stream = tls = server_tls_stream(stream, self.ssl_context)
                 with trio.fail_after(self.timeout):
                     await tls.do_handshake()
-            await self._serve(stream)
+            await self._serve(stream, peer)
         except (*_CLOSE_ERRORS, trio.TooSlowError):
             pass  # the peer is gone
         except Exception:
@@ -118,7 +122,7 @@ class HttpService:
                 except _CLOSE_ERRORS:
                     pass
 
-    async def _serve(self, stream: trio.abc.Stream) -> None:
+    async def _serve(self, stream: trio.abc.Stream, peer: str | None) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         while True:
             raw = bytearray(conn.trailing_data[0])
@@ -128,11 +132,11 @@ class HttpService:
                 if not isinstance(request, h11.Request):
                     return  # ConnectionClosed: the client is done
                 if _is_websocket(request):
-                    await self._websocket(conn, stream, request, bytes(raw))
+                    await self._websocket(conn, stream, request, bytes(raw), peer)
                     return
                 with trio.fail_after(self.timeout):
                     body = await self._read_body(conn, stream, request)
-                status, headers, content = await self._route(request, body)
+                status, headers, content = await self._route(request, body, peer)
             except trio.TooSlowError:
                 status, headers, content = 408, [], b"request timeout\n"
                 await _respond(conn, stream, status, headers, content, close=True)
@@ -170,7 +174,7 @@ class HttpService:
                 raise _Refused(400, "incomplete request")
 
     async def _route(
-        self, request: h11.Request, body: bytes
+        self, request: h11.Request, body: bytes, peer: str | None
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         path = request.target.split(b"?", 1)[0].decode("ascii", "replace")
         method = request.method
@@ -187,7 +191,7 @@ class HttpService:
             return 200, cors + [(b"content-type", b"text/plain")], b"XMPP over BOSH: POST here\n"
         if method != b"POST":
             return 405, cors + [(b"allow", b"GET, POST, OPTIONS")], b"method not allowed\n"
-        status, content = await self.bosh.handle(body)
+        status, content = await self.bosh.handle(body, peer)
         headers = cors + [
             (b"content-type", b"text/xml; charset=utf-8"),
             (b"cache-control", b"no-store"),
@@ -211,7 +215,7 @@ class HttpService:
         return cors
 
     async def _websocket(self, conn: h11.Connection, stream: trio.abc.Stream,
-                         request: h11.Request, raw: bytes) -> None:  # fmt: skip
+                         request: h11.Request, raw: bytes, peer: str | None) -> None:  # fmt: skip
         path = request.target.split(b"?", 1)[0].decode("ascii", "replace")
         if path != WEBSOCKET_PATH:
             raise _Refused(404, "not found")
@@ -219,12 +223,17 @@ class HttpService:
         protocols = _header(request, b"sec-websocket-protocol") or ""
         if SUBPROTOCOL not in (p.strip() for p in protocols.split(",")):
             raise _Refused(400, f"the {SUBPROTOCOL!r} WebSocket subprotocol is required")
+        limits = self.server.limits
+        if not limits.connection_opened(peer):
+            log.warning("refused a WebSocket from %s: too many connections from there", peer)
+            raise _Refused(429, "too many connections from your address")
         self.counts.websocket += 1
         try:
             ping = self.server.config.http_ws_ping_interval
             await handle_websocket(self.server, stream, raw, secure=self.secure, ping_interval=ping)
         finally:
             self.counts.websocket -= 1
+            limits.connection_closed(peer)
 
     def _health(self) -> bytes:
         return json.dumps({
@@ -302,7 +311,7 @@ async def serve_http(
     config = server.config
     if listeners is None:
         assert config.http_port is not None
-        listeners = await trio.open_tcp_listeners(config.http_port, host=config.host)
+        listeners = await open_tcp_listeners("WebSocket and BOSH", config.http_port, config.host)
     tls = config.http_tls
     urls = [listener_urls(listener, tls) for listener in listeners]
     async with trio.open_nursery() as nursery:

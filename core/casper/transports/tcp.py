@@ -20,7 +20,7 @@ from ..connection import handle_connection
 from ..errors import StreamError
 from ..limits import peer_address
 from ..tls_stream import server_tls_stream
-from ..xml import STREAM_CLOSE, stream_error, stream_header
+from ..xml import STREAM_CLOSE, stream_error_of, stream_header
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -86,7 +86,7 @@ async def _refuse(
 ) -> None:
     """Send our stream header and ``error`` (over TLS on a direct TLS port), then close."""
     data = stream_header(from_=server.domain, id=secrets.token_urlsafe(16))
-    data += stream_error(error.condition, error.text) + STREAM_CLOSE
+    data += stream_error_of(error) + STREAM_CLOSE
     with trio.move_on_after(REFUSE_SECONDS):
         try:
             if direct_tls and server.ssl_context is not None:

@@ -30,7 +30,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from ..connection import handle_connection
-from ..errors import StreamError
+from ..errors import RemoteProtocolError, StreamError
 from ..xml import STREAM_CLOSE
 from .framing import (
     CLOSE,
@@ -90,7 +90,11 @@ class WebSocketStream(trio.abc.Stream):
         return standalone(element, "jabber:client")
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        for frame in self._splitter.feed(bytes(data)):
+        try:
+            frames = self._splitter.feed(bytes(data))
+        except RemoteProtocolError as exc:  # e.g. an element over OUTBOUND_LIMIT: nothing more
+            raise trio.BrokenResourceError(f"output cannot be framed: {exc}") from exc
+        for frame in frames:
             if isinstance(frame, Opened):
                 message = open_element(frame.attrs)
             elif isinstance(frame, ElementOut):

@@ -14,4 +14,5 @@ from casper.xml.serializer import escape_attr as escape_attr
 from casper.xml.serializer import escape_text as escape_text
 from casper.xml.serializer import serialize as serialize
 from casper.xml.serializer import stream_error as stream_error
+from casper.xml.serializer import stream_error_of as stream_error_of
 from casper.xml.serializer import stream_header as stream_header

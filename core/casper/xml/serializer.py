@@ -13,7 +13,7 @@ import re
 from typing import Final
 from xml.etree.ElementTree import Element
 
-from casper.errors import STREAM_CONDITIONS
+from casper.errors import STREAM_CONDITIONS, StreamError
 from casper.errors import STREAMS_NS as ERRORS_NS
 
 STREAM_NS: Final = "http://etherx.jabber.org/streams"
@@ -91,15 +91,23 @@ def serialize(element: Element, default_ns: str = "jabber:client") -> bytes:
     return "".join(out).encode()
 
 
-def stream_error(condition: str, text: str | None = None) -> bytes:
-    """Return a ``<stream:error>`` element for ``condition`` (RFC 6120 §4.9)."""
+def stream_error(condition: str, text: str | None = None, app: Element | None = None) -> bytes:
+    """Return a ``<stream:error>`` element for ``condition`` (RFC 6120 §4.9), with ``app``
+    as its application-specific condition (§4.9.4) if given."""
     if condition not in STREAM_CONDITIONS:
         raise ValueError(f"unknown stream error condition {condition!r}")
     parts = ["<stream:error><", condition, " xmlns='", ERRORS_NS, "'/>"]
     if text is not None:
         parts += ("<text xmlns='", ERRORS_NS, "'>", escape_text(text), "</text>")
+    if app is not None:
+        parts.append(serialize(app).decode())
     parts.append("</stream:error>")
     return "".join(parts).encode()
+
+
+def stream_error_of(error: StreamError) -> bytes:
+    """:func:`stream_error` for a raised :class:`~casper.errors.StreamError`."""
+    return stream_error(error.condition, error.text, error.app)
 
 
 _SPLIT_CACHE: dict[str, tuple[str, str]] = {}
