@@ -212,6 +212,29 @@ BAD_FRAMES = [
 ]
 
 
+def nested_message(levels: int) -> str:
+    """A message to romeo/ok with ``levels`` elements nested in it."""
+    inner = "<x xmlns='urn:example:x'>" * levels + "</x>" * levels
+    return f"<message xmlns='jabber:client' to='romeo@localhost/ok' id='deep'>{inner}</message>"
+
+
+async def test_nesting_is_limited_as_on_tcp(web: Web) -> None:
+    """max_depth (32) counts the stream as depth 1 on TCP; the WebSocket frame's stanza is
+    at the same depth, so the same stanza passes or fails on both."""
+    async with websocket_client(web.ws_url, web.domain, "romeo", resource="ok") as romeo:
+        await romeo.ws.send_message(nested_message(30))  # deepest element at depth 32
+        assert (await romeo.expect("message")).get("id") == "deep"
+        await romeo.ws.send_message(nested_message(31))
+        with pytest.raises(StreamEnded) as info:
+            await romeo.recv()
+        assert info.value.error == "policy-violation"
+    async with web.srv.client("juliet") as juliet:  # TCP draws the line at the same place
+        await juliet.send(nested_message(31).replace("romeo@localhost/ok", "juliet@localhost"))
+        with pytest.raises(StreamEnded) as info:
+            await juliet.recv()
+        assert info.value.error == "policy-violation"
+
+
 @pytest.mark.parametrize(("frame", "condition"), BAD_FRAMES)
 async def test_bad_frame_is_a_stream_error_and_other_sessions_carry_on(web: Web, frame: str | bytes,
                                                                        condition: str) -> None:  # fmt: skip
